@@ -1,0 +1,75 @@
+"""Small helpers every stage shares: logging that coexists with tqdm, atomic writes, JSON reports."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+
+class TqdmHandler(logging.Handler):
+    """A logging handler that writes through ``tqdm.write`` so log lines do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configure the root logger once, for command-line entry points (never at import time)."""
+    root = logging.getLogger()
+    if any(isinstance(h, TqdmHandler) for h in root.handlers):
+        return
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def atomic_write_bytes(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``target`` through a temporary file in the same folder and a rename.
+
+    A reader (or a resumed run after ``kill -9``) sees either no file or the whole file, never a part.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
+    """Let ``writer`` fill a temporary path (e.g. ``df.to_parquet``), then rename it onto ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(target: Path, doc: Any) -> None:
+    """Write a JSON document atomically, pretty-printed."""
+    atomic_write_bytes(target, (json.dumps(doc, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821
+    """Print a one-paragraph error for the user and exit without a stack trace."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
