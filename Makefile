@@ -32,7 +32,7 @@ lock: ## re-resolve dependencies into poetry.lock (only after editing pyproject.
 
 lint: install ## flake8 and every pre-commit hook over the whole tree
 	.venv/bin/flake8
-	.venv/bin/pre-commit run --all-files --show-diff-on-failure
+	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/pre-commit run --all-files --show-diff-on-failure
 
 test: install ## run the test suite (real local servers, tiny models, files in tmp)
 	.venv/bin/pytest $(ARGS)
