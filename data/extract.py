@@ -6,23 +6,27 @@ Every record read ends either in ``catalogue.parquet`` or in ``dropped.parquet``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data.common import atomic_write_with, fail, setup_logging, write_json
 from data.config import add_config_args, config_from_args
-from data.csv_reader import FileRead, read_catalogue_csv
+from data.csv_reader import COLUMNS, FileRead, read_catalogue_csv
+from data.text import clean_category
+from data.transform import DROPPED_SCHEMA, REASONS, classify, dropped_table, kept_table, url_key
+
+__all__ = ["ExtractError", "ExtractOptions", "extract", "load_mapping", "url_key"]
 
 log = logging.getLogger("extract")
-
-MANIFEST_COLUMNS = ["key", "url", "name", "main_category", "sub_category", "label", "source_file",
-                    "source_row", "link", "ratings", "no_of_ratings", "discount_price", "actual_price"]
 
 
 class ExtractError(RuntimeError):
@@ -41,29 +45,6 @@ class ExtractOptions:
     threads: int = 4
 
 
-def normalise_text(values: pd.Series) -> pd.Series:
-    """Unicode-normalise, straighten quotes, collapse whitespace; empty strings become missing."""
-    text = values.astype("str").str.normalize("NFKC").str.replace("[\u2018\u2019]", "'", regex=True)
-    text = text.str.replace(r"\s+", " ", regex=True).str.strip()
-    return text.mask(text == "")
-
-
-def normalise_category(values: pd.Series) -> pd.Series:
-    """Category text as used as a mapping key: normalised and lower case."""
-    return normalise_text(values).str.lower()
-
-
-def parse_number(values: pd.Series) -> pd.Series:
-    """'₹32,999' -> 32999.0, '2,255' -> 2255.0, '4.2' -> 4.2; anything without a number -> NaN."""
-    digits = values.astype("str").str.replace(r"[^0-9.]", "", regex=True)
-    return pd.to_numeric(digits.mask(digits == ""), errors="coerce").astype("float64")
-
-
-def url_key(url: str) -> str:
-    """The stable key of an image: the first 16 hex digits of the SHA-1 of its URL."""
-    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
-
-
 def load_mapping(path: Path) -> dict[str, str]:
     """Read the reviewed ``main_category,label`` mapping; keys are normalised like the data."""
     try:
@@ -72,7 +53,7 @@ def load_mapping(path: Path) -> dict[str, str]:
         raise ExtractError(f"label mapping not found: {path}") from exc
     if list(table.columns[:2]) != ["main_category", "label"]:
         raise ExtractError(f"{path}: the header must be 'main_category,label'")
-    keys = normalise_category(table["main_category"])
+    keys = table["main_category"].map(clean_category)
     labels = table["label"].str.strip()
     if keys.isna().any() or (labels == "").any():
         raise ExtractError(f"{path}: every row needs a main_category and a label")
@@ -91,15 +72,21 @@ def list_csv_files(raw_dir: Path, merged_file: str) -> list[Path]:
     return files
 
 
-def _frame(read: FileRead) -> pd.DataFrame:
-    frame = read.table.to_pandas()
-    numbers = read.row_numbers if read.row_numbers is not None else range(1, read.table.num_rows + 1)
-    frame["source_row"] = pd.Series(numbers, dtype="int64", index=frame.index)
-    frame["source_file"] = read.file
-    return frame
+def _combined(reads: list[FileRead]) -> tuple[pa.Table, np.ndarray]:
+    """All usable tables as one, with each row's source file and record number; plus each row's file index."""
+    tables = []
+    for read in reads:
+        numbers = read.row_numbers if read.row_numbers is not None else range(1, read.table.num_rows + 1)
+        tables.append(read.table.append_column("source_row", pa.array(numbers, pa.int64()))
+                      .append_column("source_file", pa.array([read.file] * read.table.num_rows, pa.string())))
+    file_index = np.repeat(np.arange(len(reads)), [t.num_rows for t in tables]).astype(np.int64)
+    if not tables:
+        return pa.table({c: pa.array([], pa.int64() if c == "source_row" else pa.string())
+                         for c in (*COLUMNS, "source_row", "source_file")}), file_index
+    return pa.concat_tables(tables), file_index
 
 
-def _drops_for_unusable(reads: list[FileRead]) -> list[dict]:
+def _unusable_rows(reads: list[FileRead]) -> pa.Table:
     """Records lost before parsing: malformed ones, and every record of a file that cannot be used."""
     rows = []
     for read in reads:
@@ -112,68 +99,39 @@ def _drops_for_unusable(reads: list[FileRead]) -> list[dict]:
             lost = read.rows_read - len(read.malformed)
             rows.extend({"source_file": read.file, "source_row": n, "reason": "unusable_file",
                          "detail": read.error} for n in (read.row_numbers or range(1, lost + 1)))
-    return rows
+    return pa.Table.from_pylist(rows, schema=DROPPED_SCHEMA)
 
 
-def _classify(frame: pd.DataFrame, mapping: dict[str, str], merged_file: str) -> pd.Series:
-    """The drop reason of every row (missing = kept), checked in a fixed order."""
-    reason = pd.Series(pd.NA, index=frame.index, dtype="object")
-    url_ok = frame["url"].str.match(r"^https?://[^\s/]+", na=False)
-    checks = [
-        ("missing_image_url", frame["url"].isna()),
-        ("invalid_image_url", frame["url"].notna() & ~url_ok),
-        ("missing_main_category", frame["main_category"].isna()),
-        ("unmapped_category", frame["main_category"].notna() & ~frame["main_category"].isin(list(mapping))),
-    ]
-    for name, mask in checks:
-        reason = reason.mask(reason.isna() & mask, name)
-    candidate = reason.isna()
-    duplicate = candidate & frame["url"].where(candidate).duplicated(keep="first")
-    from_merged = frame["source_file"].str.endswith(merged_file)
-    reason = reason.mask(duplicate & from_merged, "merged_file_duplicate")
-    return reason.mask(duplicate & ~from_merged, "duplicate_url")
+def _counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(values).to_pylist() if len(values) else []
+    return dict(sorted((c["values"], c["counts"]) for c in counts if c["values"] is not None))
 
 
-def _drop_details(kept: pd.DataFrame, lost: pd.DataFrame) -> pd.Series:
-    """For an unmapped row its category; for a duplicate, where the kept copy came from."""
-    firsts = kept.set_index("url")
-    origin = firsts["source_file"] + ":" + firsts["source_row"].astype("str")
-    duplicate = lost["reason"].isin(["duplicate_url", "merged_file_duplicate"])
-    detail = lost["main_category"].where(lost["reason"] == "unmapped_category")
-    return detail.mask(duplicate, "duplicate of " + lost["url"].map(origin))
-
-
-def _transform(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    kept = frame.copy()
-    kept["key"] = [url_key(u) for u in kept["url"]]
-    if kept["key"].duplicated().any():
-        raise ExtractError("two different URLs share a 16-digit key; widen url_key()")
-    kept["label"] = kept["main_category"].map(mapping)
-    for column in ("ratings", "discount_price", "actual_price"):
-        kept[column] = parse_number(kept[column])
-    kept["no_of_ratings"] = parse_number(kept["no_of_ratings"]).round().astype("Int64")
-    return kept[MANIFEST_COLUMNS].reset_index(drop=True)
-
-
-def _report(options: ExtractOptions, reads: list[FileRead], kept: pd.DataFrame, dropped: pd.DataFrame) -> dict:
+def _report(options: ExtractOptions, reads: list[FileRead], usable: list[FileRead], codes: np.ndarray,
+            file_index: np.ndarray, kept: pa.Table, dropped: pa.Table) -> dict:
+    by_file = np.zeros((len(usable), len(REASONS) + 1), np.int64)  # last column: kept
+    np.add.at(by_file, (file_index, np.where(codes == -1, len(REASONS), codes)), 1)
+    per_usable = {read.file: row for read, row in zip(usable, by_file)}
     per_file = []
-    kept_by_file = kept["source_file"].value_counts()
     for read in reads:
-        drops = dropped.loc[dropped["source_file"] == read.file, "reason"].value_counts()
-        per_file.append({"file": read.file, "rows_read": read.rows_read,
-                         "rows_kept": int(kept_by_file.get(read.file, 0)),
-                         "dropped": {k: int(v) for k, v in drops.items()}, "error": read.error,
-                         "encoding": read.encoding, "malformed_rows": [n for n, _ in read.malformed][:50]})
+        row = per_usable.get(read.file, np.zeros(len(REASONS) + 1, np.int64))
+        drops = {reason: int(n) for reason, n in zip(REASONS, row[:-1]) if n}
+        drops.update({k: v for k, v in (("malformed_row", len(read.malformed)),
+                                        ("unusable_file", read.rows_read - len(read.malformed)
+                                         if read.error else 0)) if v})
+        per_file.append({"file": read.file, "rows_read": read.rows_read, "rows_kept": int(row[-1]),
+                         "dropped": drops, "error": read.error, "encoding": read.encoding,
+                         "malformed_rows": [n for n, _ in read.malformed][:50]})
     rows_read = sum(r.rows_read for r in reads)
-    unmapped = dropped.loc[dropped["reason"] == "unmapped_category", "detail"].value_counts()
+    unmapped = dropped.filter(pc.equal(dropped["reason"], "unmapped_category"))["detail"]
     return {
         "raw_dir": str(options.raw_dir), "files_read": len(reads),
         "files_failed": [{"file": r.file, "error": r.error} for r in reads if r.error],
-        "rows_read": rows_read, "rows_kept": len(kept), "rows_dropped": len(dropped),
-        "accounting_ok": rows_read == len(kept) + len(dropped),
-        "dropped_by_reason": {k: int(v) for k, v in dropped["reason"].value_counts().items()},
-        "unmapped_categories": {k: int(v) for k, v in unmapped.items()},
-        "labels": {k: int(v) for k, v in kept["label"].value_counts().sort_index().items()},
+        "rows_read": rows_read, "rows_kept": kept.num_rows, "rows_dropped": dropped.num_rows,
+        "accounting_ok": rows_read == kept.num_rows + dropped.num_rows,
+        "dropped_by_reason": dict(sorted(_counts(dropped["reason"]).items(), key=lambda kv: -kv[1])),
+        "unmapped_categories": _counts(unmapped),
+        "labels": _counts(kept["label"]),
         "files": per_file,
     }
 
@@ -191,24 +149,12 @@ def extract(options: ExtractOptions) -> dict:
         reads = list(tqdm(pool.map(read_catalogue_csv, files, names), total=len(files),
                           desc="reading CSV files", unit="file"))
     usable = [r for r in reads if r.error is None and r.table is not None]
-    frame = pd.concat([_frame(r) for r in usable], ignore_index=True) if usable else \
-        pd.DataFrame(columns=["name", "main_category", "sub_category", "image", "link", "ratings",
-                              "no_of_ratings", "discount_price", "actual_price", "source_row", "source_file"])
-    frame = frame.rename(columns={"image": "url"})
-    for column in ("name", "sub_category", "link"):
-        frame[column] = normalise_text(frame[column])
-    frame["main_category"] = normalise_category(frame["main_category"])
-    frame["url"] = normalise_text(frame["url"])
-    reason = _classify(frame, mapping, options.merged_file)
-    kept = _transform(frame[reason.isna()], mapping)
-    lost = frame[reason.notna()].assign(reason=reason[reason.notna()])
-    lost["detail"] = _drop_details(frame[reason.isna()], lost)
-    dropped = pd.concat([lost[["source_file", "source_row", "reason", "detail", "url"]],
-                         pd.DataFrame(_drops_for_unusable(reads))], ignore_index=True)
-    dropped = dropped.astype({"source_row": "int64", "detail": "str", "url": "str"}) if len(dropped) else \
-        pd.DataFrame({c: pd.Series(dtype="str") for c in ("source_file", "reason", "detail", "url")}
-                     ).assign(source_row=pd.Series(dtype="int64"))
-    report = _report(options, reads, kept, dropped)
+    table, file_index = _combined(usable)
+    from_merged = np.array([Path(r.file).name == options.merged_file for r in usable] + [False])[file_index]
+    split = classify(table, mapping, from_merged)
+    kept = kept_table(table, split, mapping)
+    dropped = pa.concat_tables([dropped_table(table, split), _unusable_rows(reads)])
+    report = _report(options, reads, usable, split.code, file_index, kept, dropped)
     if report["unmapped_categories"]:
         log.warning("main categories missing from %s (rows dropped as 'unmapped_category'): %s; "
                     "add them to the mapping to keep those rows", options.mapping, report["unmapped_categories"])
@@ -216,8 +162,11 @@ def extract(options: ExtractOptions) -> dict:
             write_json(options.out_dir / "extract_report.json", report)
             raise ExtractError(f"unmapped main categories: {sorted(report['unmapped_categories'])}")
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_with(options.out_dir / "catalogue.parquet", lambda p: kept.to_parquet(p, index=False))
-    atomic_write_with(options.out_dir / "dropped.parquet", lambda p: dropped.to_parquet(p, index=False))
+    with ThreadPoolExecutor(2) as pool:
+        writes = [pool.submit(atomic_write_with, options.out_dir / name, lambda p, t=table: pq.write_table(t, p))
+                  for name, table in (("catalogue.parquet", kept), ("dropped.parquet", dropped))]
+        for write in writes:
+            write.result()
     write_json(options.out_dir / "extract_report.json", report)
     return report
 

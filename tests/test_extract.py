@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from data.config import REPO_ROOT
-from data.extract import ExtractError, ExtractOptions, extract, load_mapping, parse_number, url_key
+from data.extract import ExtractError, ExtractOptions, extract, load_mapping, url_key
+from data.text import clean_str, to_number
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amazon-products-csv-sample"
 MAPPING = REPO_ROOT / "data" / "label_mapping.csv"
@@ -61,9 +62,18 @@ def test_provenance_points_at_the_source_record(tmp_path):
 
 
 def test_prices_counts_and_ratings_are_parsed():
-    parsed = parse_number(pd.Series(["₹32,999", "2,255", "4.2", "Get", None, "₹99.50", ""], dtype="str"))
-    assert parsed.iloc[:3].tolist() == [32999.0, 2255.0, 4.2]
-    assert parsed.iloc[3:5].isna().all() and parsed.iloc[5] == 99.5 and pd.isna(parsed.iloc[6])
+    parsed = [to_number(v) for v in ["₹32,999", "2,255", "4.2", "Get", None, "₹99.50", ""]]
+    assert parsed == [32999.0, 2255.0, 4.2, None, None, 99.5, None]
+
+
+def test_vectorised_text_cleaning_matches_the_scalar_rule():
+    import pyarrow as pa
+
+    from data.text import clean_text_column
+
+    values = ["  A\u00a0 b\t c ", "Kids\u2019  wear", "", None, "ﬁne", "x"]
+    assert clean_text_column(pa.array(values, pa.string())).to_pylist() == [clean_str(v) for v in values]
+    assert [clean_str(v) for v in values] == ["A b c", "Kids' wear", None, None, "fine", "x"]
 
 
 def test_duplicates_keep_first_and_merged_file_last(tmp_path):

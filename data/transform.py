@@ -1,0 +1,123 @@
+"""The transform half of ``make extract``, column-wise in Arrow and NumPy (no per-row Python but the key).
+
+Input: the concatenated text table of every usable CSV, with ``source_file`` and ``source_row``.
+Output: the kept rows as manifest columns, and the dropped rows with a reason and a detail each.
+"""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data.text import clean_category, clean_str, clean_text_column, map_distinct, to_number
+
+# Row drop reasons, in the order they are checked; the code of a row is its index here (-1 = kept).
+REASONS = ("missing_image_url", "invalid_image_url", "missing_main_category", "unmapped_category",
+           "duplicate_url", "merged_file_duplicate")
+DUPLICATE, MERGED_DUPLICATE = 4, 5
+MANIFEST_COLUMNS = ["key", "url", "name", "main_category", "sub_category", "label", "source_file",
+                    "source_row", "link", "ratings", "no_of_ratings", "discount_price", "actual_price"]
+DROPPED_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int64()), ("reason", pa.string()),
+                            ("detail", pa.string()), ("url", pa.string())])
+
+
+def url_key(url: str) -> str:
+    """The stable key of an image: the first 16 hex digits of the SHA-1 of its URL."""
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Split:
+    """Every row's fate: ``code`` (-1 kept, else an index into REASONS) and the kept copy of a duplicate."""
+
+    code: np.ndarray
+    origin: np.ndarray
+    url: pa.Array
+    main: pa.Array
+
+    @property
+    def keep(self) -> np.ndarray:
+        return self.code == -1
+
+
+def _numpy(values: pa.Array) -> np.ndarray:
+    return values.to_numpy(zero_copy_only=False)
+
+
+def clean_url(values: pa.Array) -> pa.Array:
+    """URLs are only trimmed; an empty one is missing."""
+    text = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Split:
+    """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy."""
+    url = clean_url(table["image"].combine_chunks())
+    main = map_distinct(table["main_category"], clean_category, pa.string())
+    code = np.full(len(url), -1, np.int8)
+    missing_url = _numpy(url.is_null())
+    encoded = pc.dictionary_encode(url)  # each distinct URL is checked once
+    ids = _numpy(pc.fill_null(encoded.indices, -1))
+    valid = _numpy(pc.fill_null(pc.match_substring_regex(encoded.dictionary, r"^https?://[^\s/]+"), False))
+    url_ok = np.append(valid, False)[ids]
+    missing_main = _numpy(main.is_null())
+    mapped = _numpy(pc.fill_null(pc.is_in(main, value_set=pa.array(list(mapping), pa.string())), False))
+    for reason, mask in enumerate((missing_url, ~missing_url & ~url_ok, missing_main, ~missing_main & ~mapped)):
+        code[(code == -1) & mask] = reason
+    candidates = np.flatnonzero(code == -1)
+    _, first, inverse = np.unique(ids[candidates], return_index=True, return_inverse=True)
+    kept_copy = candidates[first][inverse]
+    duplicates = candidates[kept_copy != candidates]
+    code[duplicates] = np.where(from_merged[duplicates], MERGED_DUPLICATE, DUPLICATE)
+    origin = np.full(len(url), -1, np.int64)
+    origin[duplicates] = kept_copy[kept_copy != candidates]
+    return Split(code=code, origin=origin, url=url, main=main)
+
+
+def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Table:
+    """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
+    mask = pa.array(split.keep)
+    rows = table.filter(mask)
+    url = split.url.filter(mask)
+    main = split.main.filter(mask)
+    numbers = {c: map_distinct(rows[c], to_number, pa.float64()) for c in
+               ("ratings", "no_of_ratings", "discount_price", "actual_price")}
+    with ThreadPoolExecutor(1) as pool:  # Arrow kernels release the GIL: clean names while hashing URLs
+        names = pool.submit(clean_text_column, rows["name"])
+        keys = pa.array([url_key(u) for u in url.to_pylist()], pa.string())
+        names = names.result()
+    columns = {
+        "key": keys,
+        "url": url,
+        "name": names,
+        "main_category": main,
+        "sub_category": map_distinct(rows["sub_category"], clean_str, pa.string()),
+        "label": map_distinct(main, mapping.get, pa.string()),
+        "source_file": rows["source_file"],
+        "source_row": rows["source_row"],
+        "link": clean_url(rows["link"]),
+        **numbers,
+        "no_of_ratings": pc.cast(pc.round(numbers["no_of_ratings"]), pa.int64()),
+    }
+    return pa.table({name: columns[name] for name in MANIFEST_COLUMNS})
+
+
+def dropped_table(table: pa.Table, split: Split) -> pa.Table:
+    """Dropped rows: where they came from, why, and for a duplicate where its kept copy came from."""
+    rows = np.flatnonzero(~split.keep)
+    code = split.code[rows]
+    reason = pa.DictionaryArray.from_arrays(pa.array(code, pa.int8()), pa.array(REASONS)).cast(pa.string())
+    source_file = table["source_file"].take(rows)
+    source_row = table["source_row"].take(rows)
+    origin = np.maximum(split.origin[rows], 0)
+    where = pc.binary_join_element_wise("duplicate of ", table["source_file"].take(origin), ":",
+                                        pc.cast(table["source_row"].take(origin), pa.string()), "")
+    is_duplicate = pa.array(code >= DUPLICATE)
+    unmapped = pc.if_else(pa.array(code == REASONS.index("unmapped_category")), split.main.take(rows),
+                          pa.scalar(None, pa.string()))
+    detail = pc.if_else(is_duplicate, where, unmapped)
+    return pa.table([source_file, source_row, reason, detail, split.url.take(rows)], schema=DROPPED_SCHEMA)
