@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,21 @@ def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_dir(src: Path, target: Path) -> None:
+    """Move the finished folder ``src`` onto ``target`` (same file system), replacing any old one.
+
+    The old folder is first renamed aside, so at every moment ``target`` is either the old or the new
+    folder, never a half-written one.
+    """
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        os.replace(target, old / target.name)
+    os.replace(src, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(target: Path, doc: Any) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import os
 import shutil
 import tempfile
 import zipfile
@@ -22,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from data.common import fail, setup_logging, write_json
+from data.common import fail, replace_dir, setup_logging, write_json
 from data.config import ConfigError, add_config_args, config_from_args
 from data.kaggle_api import KaggleApiError, KaggleSetupError, connect, plain_errors
 
@@ -77,16 +76,6 @@ def summarise(folder: Path, dataset: str) -> dict[str, Any]:
     }
 
 
-def _move_into_place(src: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-        os.replace(target, old / target.name)
-    os.replace(src, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _download(api: Any, dataset: str, into: Path) -> Path:
     with plain_errors(f"downloading {dataset}"):
         api.dataset_download_files(dataset, path=str(into), force=True, quiet=False, unzip=False)
@@ -120,7 +109,7 @@ def fetch_raw(options: FetchOptions, api: Any = None) -> dict[str, Any]:
         summary = summarise(work / "files", options.dataset)
         write_json(work / "files" / REPORT, summary)
         (work / "files").chmod(0o755)
-        _move_into_place(work / "files", out)
+        replace_dir(work / "files", out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dict(summary, folder=str(out), skipped=False)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data.common import write_json
+from data.common import replace_dir, write_json
 from data.kaggle_metadata import LICENSES, METADATA_FILE, build_metadata
 
 log = logging.getLogger(__name__)
@@ -218,16 +218,6 @@ def _keep_unchanged_times(new: Path, old: Path) -> None:
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _replace_dir(src: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-        os.replace(target, old / target.name)
-    os.replace(src, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def stage_dataset(images_dir: Path, target: Path, spec: DatasetSpec, catalogue: Path | None = None) -> StagedDataset:
     """Build the upload folder ``target`` from ``images_dir`` (only rows with status "ok").
 
@@ -247,7 +237,7 @@ def stage_dataset(images_dir: Path, target: Path, spec: DatasetSpec, catalogue: 
     try:
         meta = _fill(tmp, rows, images_dir, spec, description)
         _keep_unchanged_times(tmp, target)
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
