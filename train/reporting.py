@@ -1,0 +1,89 @@
+"""Pictures and TensorBoard records of a run: confusion matrices, the highest-loss gallery, hyperparameters."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _figure_png(fig: Any) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "confusion matrix") -> bytes:
+    """A confusion matrix as a PNG: colour = share of the true class, text = count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    size = 2.5 + 0.8 * len(classes)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+    return _figure_png(fig)
+
+
+def gallery_png(images: Sequence[np.ndarray], captions: Sequence[str], columns: int = 4) -> bytes:
+    """A grid of RGB images with one caption each (e.g. the highest-loss test images)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = max(1, len(images))
+    cols = min(columns, count)
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=8)
+    return _figure_png(fig)
+
+
+def log_png(log_dir: Path, tag: str, png: bytes, step: int) -> None:
+    """Write a PNG into a TensorBoard event file (shown under the Images tab)."""
+    import tensorflow as tf
+
+    image = tf.image.decode_png(png, channels=4)[None]
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        tf.summary.image(tag, image, step=step)
+
+
+def log_hparams(log_dir: Path, run_id: str, hparams: dict[str, Any], results: dict[str, float]) -> None:
+    """Record the run's hyperparameters and final results for TensorBoard's HParams tab."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        hp.hparams(clean, trial_id=run_id)
+        for name, value in results.items():
+            tf.summary.scalar(f"final/{name}", value, step=0)
+
+
+def write_png(target: Path, png: bytes) -> None:
+    """Save PNG bytes to a file (atomic)."""
+    from data.common import atomic_write_bytes
+
+    atomic_write_bytes(target, png)
