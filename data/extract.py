@@ -74,16 +74,17 @@ def list_csv_files(raw_dir: Path, merged_file: str) -> list[Path]:
 
 def _combined(reads: list[FileRead]) -> tuple[pa.Table, np.ndarray]:
     """All usable tables as one, with each row's source file and record number; plus each row's file index."""
-    tables = []
-    for read in reads:
-        numbers = read.row_numbers if read.row_numbers is not None else range(1, read.table.num_rows + 1)
-        tables.append(read.table.append_column("source_row", pa.array(numbers, pa.int64()))
-                      .append_column("source_file", pa.array([read.file] * read.table.num_rows, pa.string())))
-    file_index = np.repeat(np.arange(len(reads)), [t.num_rows for t in tables]).astype(np.int64)
-    if not tables:
+    names = pa.array([read.file for read in reads], pa.string())
+    file_index = np.repeat(np.arange(len(reads)), [r.table.num_rows for r in reads]).astype(np.int32)
+    if not reads:
         return pa.table({c: pa.array([], pa.int64() if c == "source_row" else pa.string())
                          for c in (*COLUMNS, "source_row", "source_file")}), file_index
-    return pa.concat_tables(tables), file_index
+    table = pa.concat_tables([r.table for r in reads])
+    numbers = [np.asarray(r.row_numbers) if r.row_numbers is not None else np.arange(1, r.table.num_rows + 1)
+               for r in reads]
+    table = table.append_column("source_row", pa.array(np.concatenate(numbers).astype(np.int64)))
+    # A dictionary column: one string per file, not per row.
+    return table.append_column("source_file", pa.DictionaryArray.from_arrays(file_index, names)), file_index
 
 
 def _unusable_rows(reads: list[FileRead]) -> pa.Table:

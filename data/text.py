@@ -52,17 +52,23 @@ def map_distinct(values: pa.ChunkedArray | pa.Array, func: Callable, out_type: p
     return mapped.take(encoded.indices)
 
 
-def clean_text_column(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """:func:`clean_str` for a high-cardinality column, with Arrow kernels."""
+def clean_text_column(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """:func:`clean_str` for a high-cardinality column, with Arrow kernels.
+
+    Most catalogue text is plain ASCII with single spaces, so each fix-up is applied only to the rows that
+    need it (NFKC and quotes: non-ASCII rows; whitespace: rows with a run or a tab/newline).
+    """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    # NFKC changes nothing in pure ASCII, which most catalogue text is: normalise only the rest.
     non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(values), True))
     if pc.any(non_ascii).as_py():
         fixed = pc.utf8_normalize(values.filter(non_ascii), "NFKC")
+        fixed = pc.replace_substring(pc.replace_substring(fixed, "\u2018", "'"), "\u2019", "'")
         values = pc.replace_with_mask(values, non_ascii, fixed)
-    text = pc.replace_substring(pc.replace_substring(values, "\u2018", "'"), "\u2019", "'")
-    # Collapse runs: a single ordinary space is by far the most common match, so leave it alone.
-    text = pc.replace_substring_regex(text, r"\s\s+|[\t\n\r\f\v]", " ")
-    text = pc.utf8_trim_whitespace(text)
+    # After NFKC every Unicode space is an ASCII one, so ASCII whitespace rules are enough from here.
+    spaced = pc.fill_null(pc.match_substring_regex(values, r"\s\s|[\t\n\r\f\v]"), False)
+    if pc.any(spaced).as_py():
+        values = pc.replace_with_mask(values, spaced, pc.replace_substring_regex(
+            values.filter(spaced), r"\s\s+|[\t\n\r\f\v]", " "))
+    text = pc.ascii_trim_whitespace(values)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)

@@ -50,13 +50,13 @@ def _numpy(values: pa.Array) -> np.ndarray:
 
 def clean_url(values: pa.Array) -> pa.Array:
     """URLs are only trimmed; an empty one is missing."""
-    text = pc.utf8_trim_whitespace(values)
+    text = pc.ascii_trim_whitespace(values)  # URLs are ASCII (RFC 3986); this is far cheaper than utf8_trim
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
 def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Split:
     """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy."""
-    url = clean_url(table["image"].combine_chunks())
+    url = clean_url(table["image"]).combine_chunks()
     main = map_distinct(table["main_category"], clean_category, pa.string())
     code = np.full(len(url), -1, np.int8)
     missing_url = _numpy(url.is_null())
@@ -80,16 +80,19 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
 
 def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Table:
     """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
-    mask = pa.array(split.keep)
-    rows = table.filter(mask)
-    url = split.url.filter(mask)
-    main = split.main.filter(mask)
+    keep = np.flatnonzero(split.keep)
+    url = split.url.take(keep)
+    main = split.main.take(keep)
+    # Arrow kernels release the GIL: names and links are cleaned on other threads while this one hashes.
+    with ThreadPoolExecutor(2) as pool:
+        names = pool.submit(lambda: clean_text_column(table["name"].take(keep)))
+        links = pool.submit(lambda: clean_url(table["link"].take(keep)))
+        keys = pa.array([url_key(u) for u in url.to_pylist()], pa.string())
+        names, links = names.result(), links.result()
+    rows = table.select(["sub_category", "source_file", "source_row", "ratings", "no_of_ratings",
+                         "discount_price", "actual_price"]).take(keep)
     numbers = {c: map_distinct(rows[c], to_number, pa.float64()) for c in
                ("ratings", "no_of_ratings", "discount_price", "actual_price")}
-    with ThreadPoolExecutor(1) as pool:  # Arrow kernels release the GIL: clean names while hashing URLs
-        names = pool.submit(clean_text_column, rows["name"])
-        keys = pa.array([url_key(u) for u in url.to_pylist()], pa.string())
-        names = names.result()
     columns = {
         "key": keys,
         "url": url,
@@ -97,9 +100,9 @@ def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Tab
         "main_category": main,
         "sub_category": map_distinct(rows["sub_category"], clean_str, pa.string()),
         "label": map_distinct(main, mapping.get, pa.string()),
-        "source_file": rows["source_file"],
+        "source_file": rows["source_file"].cast(pa.string()),
         "source_row": rows["source_row"],
-        "link": clean_url(rows["link"]),
+        "link": links,
         **numbers,
         "no_of_ratings": pc.cast(pc.round(numbers["no_of_ratings"]), pa.int64()),
     }
@@ -111,10 +114,10 @@ def dropped_table(table: pa.Table, split: Split) -> pa.Table:
     rows = np.flatnonzero(~split.keep)
     code = split.code[rows]
     reason = pa.DictionaryArray.from_arrays(pa.array(code, pa.int8()), pa.array(REASONS)).cast(pa.string())
-    source_file = table["source_file"].take(rows)
+    source_file = table["source_file"].take(rows).cast(pa.string())
     source_row = table["source_row"].take(rows)
     origin = np.maximum(split.origin[rows], 0)
-    where = pc.binary_join_element_wise("duplicate of ", table["source_file"].take(origin), ":",
+    where = pc.binary_join_element_wise("duplicate of ", table["source_file"].take(origin).cast(pa.string()), ":",
                                         pc.cast(table["source_row"].take(origin), pa.string()), "")
     is_duplicate = pa.array(code >= DUPLICATE)
     unmapped = pc.if_else(pa.array(code == REASONS.index("unmapped_category")), split.main.take(rows),
