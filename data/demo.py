@@ -50,8 +50,19 @@ class Stage:
 
 
 # Each stage adds itself here once it exists; the demo runs them in order.
+# Training flags keep the demo to a minute or two on a laptop CPU: the small "tiny" backbone, random
+# initial weights (no download), 64 px inputs.
+DEMO_TRAIN = ("--set", "train.backbone=tiny", "--set", "train.weights=none", "--set", "train.image_size=64",
+              "--set", "train.batch_size=16", "--set", "train.epochs=40", "--set", "train.learning_rate=1e-2",
+              "--set", "train.fine_tune_epochs=10", "--set", "train.fine_tune_layers=10",
+              "--set", "train.fine_tune_learning_rate=3e-4", "--set", "train.patience=5")
 STAGES = (
     Stage("extract", "data.extract"),
+    Stage("validate-urls", "data.download", ("--validate-only", "--no-progress")),
+    Stage("download-images", "data.download", ("--set", "download.image_size=128")),
+    Stage("publish-kaggle", "data.publish_kaggle", ("--dry-run",)),
+    Stage("train", "train.train", DEMO_TRAIN),
+    Stage("evaluate", "train.evaluate"),
 )
 
 
@@ -128,7 +139,7 @@ class ImageServer:
     """Runs :func:`make_app` on 127.0.0.1 in a background thread for the length of a ``with`` block."""
 
     def __init__(self, port: int = 8765) -> None:
-        self.port = port if _port_free(port) else _free_port()
+        self.port = port if port and _port_free(port) else _free_port()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -164,9 +175,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_stage(stage: Stage, common: list[str]) -> None:
-    """Run one stage's command line as ``make <target>`` would; stop the demo if it fails."""
-    command = [sys.executable, "-m", stage.module, *common, *stage.args]
+def run_stage(stage: Stage, config: Path, root: str, overrides: list[str]) -> None:
+    """Run one stage's command line as ``make <target>`` would; stop the demo if it fails.
+
+    The user's ``--set`` overrides come last, so they win over the demo's own settings.
+    """
+    command = [sys.executable, "-m", stage.module, "--config", str(config), "--set", f"paths.root={root}",
+               *stage.args, *(arg for o in overrides for arg in ("--set", o))]
     print(f"\n==> make {stage.target}   ({' '.join(command[1:])})", flush=True)
     started = time.monotonic()
     if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
@@ -180,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=60, help="synthetic products per class")
     args = parser.parse_args(argv)
     setup_logging()
-    common = ["--config", str(args.config), "--set", f"paths.root={args.root}", *sum(
-        (["--set", o] for o in args.overrides), [])]
     raw_dir = Path(args.root) / "raw" / "v1"
     print(BANNER)
     started = time.monotonic()
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo catalogue: {rows} rows in {raw_dir} ({len(CLASSES)} classes x {args.per_class} products, "
               f"plus the merged file and 5 broken rows); images served at {server.base_url}")
         for stage in STAGES:
-            run_stage(stage, common)
+            run_stage(stage, args.config, args.root, args.overrides)
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything it wrote is under {args.root}/")
     print(BANNER)
     return 0
