@@ -1,19 +1,19 @@
 """The transform half of ``make extract``, column-wise in Arrow and NumPy (no per-row Python but the key).
 
-Input: the concatenated text table of every usable CSV, with ``source_file`` and ``source_row``.
+Input: the concatenated table of every usable CSV, its text already cleaned file by file
+(:mod:`data.extract_read`), with ``source_file`` and ``source_row``.
 Output: the kept rows as manifest columns, and the dropped rows with a reason and a detail each.
 """
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data.text import clean_category, clean_str, clean_text_column, map_distinct, to_number
+from data.text import clean_str, clean_text_column, map_distinct, to_number
 
 # Row drop reasons, in the order they are checked; the code of a row is its index here (-1 = kept).
 REASONS = ("missing_image_url", "invalid_image_url", "missing_main_category", "unmapped_category",
@@ -54,10 +54,21 @@ def clean_url(values: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
+def url_keys(urls: pa.Array) -> pa.Array:
+    """:func:`url_key` of every URL of an array without nulls, as a string array."""
+    sha1 = hashlib.sha1
+    digests = [sha1(url).hexdigest() for url in urls.cast(pa.binary()).to_pylist()]
+    return pc.utf8_slice_codeunits(pa.array(digests, pa.string()), 0, 16)
+
+
 def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Split:
-    """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy."""
-    url = clean_url(table["image"]).combine_chunks()
-    main = map_distinct(table["main_category"], clean_category, pa.string())
+    """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy.
+
+    ``table`` is already cleaned (see :mod:`data.extract_read`): ``image`` holds trimmed URLs and
+    ``main_category`` normalised categories.
+    """
+    url = table["image"].combine_chunks()
+    main = table["main_category"].combine_chunks()
     code = np.full(len(url), -1, np.int8)
     missing_url = _numpy(url.is_null())
     encoded = pc.dictionary_encode(url)  # each distinct URL is checked once
@@ -69,8 +80,9 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
     for reason, mask in enumerate((missing_url, ~missing_url & ~url_ok, missing_main, ~missing_main & ~mapped)):
         code[(code == -1) & mask] = reason
     candidates = np.flatnonzero(code == -1)
-    _, first, inverse = np.unique(ids[candidates], return_index=True, return_inverse=True)
-    kept_copy = candidates[first][inverse]
+    first = np.full(len(encoded.dictionary), len(url), np.int64)
+    np.minimum.at(first, ids[candidates], candidates)  # the first row of every distinct URL
+    kept_copy = first[ids[candidates]]
     duplicates = candidates[kept_copy != candidates]
     code[duplicates] = np.where(from_merged[duplicates], MERGED_DUPLICATE, DUPLICATE)
     origin = np.full(len(url), -1, np.int64)
@@ -78,35 +90,40 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
     return Split(code=code, origin=origin, url=url, main=main)
 
 
-def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Table:
-    """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
+def finish_text(table: pa.Table, lazy: np.ndarray) -> pa.Table:
+    """Clean names and links and add keys where :func:`data.extract_read.prepare` was lazy."""
+    if not lazy.any():
+        return table
+    mask = pa.array(lazy)
+    for name, source, finish in (("name", "name", clean_text_column), ("link", "link", clean_url),
+                                 ("key", "url", url_keys)):
+        done = finish(table[source].combine_chunks().filter(mask))
+        column = pc.replace_with_mask(table[name].combine_chunks(), mask, done)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
+
+
+def kept_table(table: pa.Table, split: Split, mapping: dict[str, str], lazy: np.ndarray) -> pa.Table:
+    """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label.
+
+    ``lazy`` marks the rows whose name, link and key are still to be made (see :func:`finish_text`).
+    """
     keep = np.flatnonzero(split.keep)
-    url = split.url.take(keep)
+    rows = table.select(["key", "name", "sub_category", "source_file", "source_row", "link", "ratings",
+                         "no_of_ratings", "discount_price", "actual_price"]).take(keep)
+    rows = finish_text(rows.append_column("url", split.url.take(keep)), lazy[keep])
     main = split.main.take(keep)
-    # Arrow kernels release the GIL: names and links are cleaned on other threads while this one hashes.
-    with ThreadPoolExecutor(2) as pool:
-        names = pool.submit(lambda: clean_text_column(table["name"].take(keep)))
-        links = pool.submit(lambda: clean_url(table["link"].take(keep)))
-        keys = pa.array([url_key(u) for u in url.to_pylist()], pa.string())
-        names, links = names.result(), links.result()
-    rows = table.select(["sub_category", "source_file", "source_row", "ratings", "no_of_ratings",
-                         "discount_price", "actual_price"]).take(keep)
     numbers = {c: map_distinct(rows[c], to_number, pa.float64()) for c in
                ("ratings", "no_of_ratings", "discount_price", "actual_price")}
     columns = {
-        "key": keys,
-        "url": url,
-        "name": names,
         "main_category": main,
         "sub_category": map_distinct(rows["sub_category"], clean_str, pa.string()),
         "label": map_distinct(main, mapping.get, pa.string()),
         "source_file": rows["source_file"].cast(pa.string()),
-        "source_row": rows["source_row"],
-        "link": links,
         **numbers,
         "no_of_ratings": pc.cast(pc.round(numbers["no_of_ratings"]), pa.int64()),
     }
-    return pa.table({name: columns[name] for name in MANIFEST_COLUMNS})
+    return pa.table({name: columns[name] if name in columns else rows[name] for name in MANIFEST_COLUMNS})
 
 
 def dropped_table(table: pa.Table, split: Split) -> pa.Table:
