@@ -61,8 +61,9 @@ train: install ## train a transfer-learning classifier on the downloaded images
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)
 
-tensorboard: install ## open TensorBoard on the training runs
-	.venv/bin/tensorboard --logdir $$($(PY) -c "from data.config import load_config; print(load_config('$(CONFIG)').path('runs'))")
+tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's)
+	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.config import load_config; \
+	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
 
 bench: bench-extract bench-download bench-train ## run every benchmark (prints tables)
 

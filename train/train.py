@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {k: result.metrics.get("validation", {}).get(k) for k in ("accuracy", "top3_accuracy", "macro_f1")}
     print(f"run: {result.run_dir}")
     print(f"validation: {summary}  ({result.metrics.get('seconds')} s)")
-    print(f"TensorBoard logs: {result.run_dir / 'logs'}  (open with: make tensorboard)")
+    print(f"TensorBoard logs: {result.run_dir / 'logs'}  "
+          f"(open with: .venv/bin/tensorboard --logdir {result.run_dir.parent})")
     print("next: make evaluate   (test split of the latest run)")
 
 
