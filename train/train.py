@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"run: {result.run_dir}")
     print(f"validation: {summary}  ({result.metrics.get('seconds')} s)")
     print(f"TensorBoard logs: {result.run_dir / 'logs'}  "
-          f"(open with: .venv/bin/tensorboard --logdir {result.run_dir.parent})")
+          f"(open with: make tensorboard, or .venv/bin/tensorboard --logdir {result.run_dir.parent})")
     print("next: make evaluate   (test split of the latest run)")
 
 
