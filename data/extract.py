@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from data.common import atomic_write_with, fail, setup_logging, write_json
+from data.common import fail, setup_logging, write_json
 from data.config import add_config_args, config_from_args
 from data.csv_reader import COLUMNS, FileRead
-from data.extract_read import read_all
+from data.extract_read import read_all, read_whole
+from data.extract_write import build_catalogue, write_parquet
 from data.text import clean_category
-from data.transform import DROPPED_SCHEMA, REASONS, Split, classify, dropped_table, kept_table, url_key
+from data.transform import DROPPED_SCHEMA, REASONS, Split, classify, dropped_table, url_key
 
 __all__ = ["ExtractError", "ExtractOptions", "extract", "load_mapping", "url_key"]
 
@@ -146,21 +146,44 @@ def _is_merged(options: ExtractOptions, name: str) -> bool:
     return Path(name).name == options.merged_file
 
 
+def _usable(reads: list[FileRead]) -> list[FileRead]:
+    return [r for r in reads if r.error is None and r.table is not None]
+
+
 def _read(options: ExtractOptions, mapping: dict[str, str]
           ) -> tuple[list[FileRead], pa.Table, np.ndarray, np.ndarray, Split]:
-    """Read, combine and classify every file."""
+    """Read, combine and classify every file.
+
+    The merged file is read lazily (see :mod:`data.extract_read`) unless it is the only file; if any of its
+    rows are kept, it is read again in full and the table rebuilt (same rows, so ``split`` still holds).
+    """
     files = list_csv_files(options.raw_dir, options.merged_file)
     names = [str(p.relative_to(options.raw_dir)) for p in files]
+    lazy = {n for n in names if _is_merged(options, n) and len(files) > 1}
     with tqdm(total=len(files), desc="reading CSV files", unit="file") as progress:
-        reads = read_all(files, names, [_is_merged(options, n) for n in names], options.threads, progress)
-    usable = [r for r in reads if r.error is None and r.table is not None]
+        reads = read_all(files, names, [n in lazy for n in names], options.threads, progress)
+    usable = _usable(reads)
     table, file_index = _combined(usable)
     from_merged = np.array([_is_merged(options, r.file) for r in usable] + [False])[file_index]
-    return reads, table, file_index, from_merged, classify(table, mapping, from_merged)
+    split = classify(table, mapping, from_merged)
+    lazy_rows = np.array([r.file in lazy for r in usable] + [False])[file_index]
+    kept_lazy = {usable[i].file for i in np.unique(file_index[split.keep & lazy_rows])}
+    if kept_lazy:
+        paths = dict(zip(names, files))
+        try:
+            reads = [read_whole(paths[r.file], r) if r.file in kept_lazy else r for r in reads]
+        except ValueError as exc:
+            raise ExtractError(str(exc)) from exc
+        table, file_index = _combined(_usable(reads))
+    return reads, table, file_index, from_merged, split
 
 
-def _write_parquet(out_dir: Path, name: str, table: pa.Table) -> None:
-    atomic_write_with(out_dir / name, lambda path: pq.write_table(table, path))
+def _dropped(table: pa.Table, split: Split, reads: list[FileRead], target: Path | None) -> pa.Table:
+    """Every dropped record, written to ``target`` if given."""
+    dropped = pa.concat_tables([dropped_table(table, split), _unusable_rows(reads)])
+    if target is not None:
+        write_parquet(target, dropped)
+    return dropped
 
 
 def extract(options: ExtractOptions) -> dict:
@@ -171,21 +194,15 @@ def extract(options: ExtractOptions) -> dict:
     """
     mapping = load_mapping(options.mapping)
     reads, table, file_index, from_merged, split = _read(options, mapping)
-    usable = [r for r in reads if r.error is None and r.table is not None]
+    usable = _usable(reads)
     # Outputs are written only when the stage succeeds, so a refusal over unmapped categories writes none.
     writing = not (options.fail_on_unmapped and (split.code == REASONS.index("unmapped_category")).any())
     if writing:
         options.out_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(2) as pool:  # the dropped rows are gathered and written while the kept ones are built
-        dropped = pool.submit(lambda: pa.concat_tables([dropped_table(table, split), _unusable_rows(reads)]))
-        writes = [pool.submit(lambda: _write_parquet(options.out_dir, "dropped.parquet", dropped.result()))
-                  ] if writing else []
-        kept = kept_table(table, split, mapping, lazy=from_merged)
-        if writing:
-            writes.append(pool.submit(_write_parquet, options.out_dir, "catalogue.parquet", kept))
+    with ThreadPoolExecutor(1) as pool:  # the dropped rows are gathered and written while the kept ones are built
+        dropped = pool.submit(_dropped, table, split, reads, options.out_dir / "dropped.parquet" if writing else None)
+        kept = build_catalogue(table, split, mapping, options.out_dir / "catalogue.parquet" if writing else None)
         report = _report(options, reads, usable, split.code, file_index, kept, dropped.result())
-        for write in writes:
-            write.result()
     if report["unmapped_categories"]:
         log.warning("main categories missing from %s (rows dropped as 'unmapped_category'): %s; "
                     "add them to the mapping to keep those rows", options.mapping, report["unmapped_categories"])
@@ -210,10 +227,12 @@ def _use_jemalloc() -> None:
     """Arrow's jemalloc pool for this process, unless ARROW_DEFAULT_MEMORY_POOL chooses one.
 
     The default (mimalloc) hands freed pages back to the OS eagerly; with the many large short-lived
-    buffers of this stage, that doubled its run time in system time. jemalloc reuses them.
+    buffers of this stage, that doubled its run time in system time. jemalloc reuses them, and with no
+    decay (this process ends when the stage does) it never gives a freed page back to fault it in again.
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         try:
+            pa.jemalloc_set_decay_ms(-1)
             pa.set_memory_pool(pa.jemalloc_memory_pool())
         except NotImplementedError:  # a pyarrow build without jemalloc
             pass

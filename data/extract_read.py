@@ -5,8 +5,9 @@ by file as on the concatenation, so it is done in the reader threads, in paralle
 after reading.
 
 The merged file (``Amazon-Products.csv``) repeats the category files: its rows are in practice all dropped
-as duplicates, and a dropped row needs only its URL and main category. So for it only those two are cleaned
-here ("lazy"); :func:`data.transform.kept_table` finishes the few of its rows that are kept, if any.
+as duplicates, and a dropped row needs only its URL and main category. So of it only those two columns are
+parsed and cleaned ("lazy"); if some of its rows are kept after all, :func:`read_whole` reads it again in
+full (see :func:`data.extract.extract`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pyarrow.compute as pc
 from data.csv_reader import FileRead, read_catalogue_csv
 from data.text import clean_category, clean_text_column, map_distinct
 from data.transform import clean_url, url_keys
+
+LAZY_COLUMNS = ("image", "main_category")  # what decides whether a row is kept; the rest is read as missing
 
 
 def prepare(read: FileRead, lazy: bool = False) -> FileRead:
@@ -40,21 +43,37 @@ def prepare(read: FileRead, lazy: bool = False) -> FileRead:
     return read
 
 
-def read_prepared(path: Path, name: str, lazy: bool = False) -> FileRead:
-    """Read one file and :func:`prepare` it."""
-    return prepare(read_catalogue_csv(path, name), lazy)
+def read_prepared(path: Path, name: str, lazy: bool = False, use_threads: bool = True) -> FileRead:
+    """Read one file (of a lazy one only :data:`LAZY_COLUMNS`) and :func:`prepare` it."""
+    return prepare(read_catalogue_csv(path, name, use_threads, LAZY_COLUMNS if lazy else None), lazy)
+
+
+def read_whole(path: Path, lazy_read: FileRead) -> FileRead:
+    """Read a lazily read file again, every column, and :func:`prepare` it in full.
+
+    Raises:
+        ValueError: the file no longer has the records it had when it was read lazily.
+    """
+    read = read_prepared(path, lazy_read.file)
+    same = (read.error, read.rows_read, read.row_numbers, read.malformed, read.encoding) == \
+        (lazy_read.error, lazy_read.rows_read, lazy_read.row_numbers, lazy_read.malformed, lazy_read.encoding)
+    if not same or read.table is None or not read.table["image"].equals(lazy_read.table["image"]):
+        raise ValueError(f"{lazy_read.file} changed while it was being read")
+    return read
 
 
 def read_all(files: list[Path], names: list[str], lazy: list[bool], threads: int, progress=None) -> list[FileRead]:
     """:func:`read_prepared` for every file on ``threads`` threads; the result is in the order given.
 
     The lazy files are started first: the merged file is the largest, and starting it last would leave
-    one thread working alone at the end.
+    one thread working alone at the end. With several files, each is parsed on its reader thread alone:
+    the files keep the cores busy, and pyarrow's own threading would only add overhead.
     """
     order = sorted(range(len(files)), key=lambda i: not lazy[i])
     reads: list[FileRead | None] = [None] * len(files)
+    use_threads = len(files) == 1
     with ThreadPoolExecutor(threads) as pool:
-        futures = {pool.submit(read_prepared, files[i], names[i], lazy[i]): i for i in order}
+        futures = {pool.submit(read_prepared, files[i], names[i], lazy[i], use_threads): i for i in order}
         for future, i in futures.items():
             reads[i] = future.result()
             if progress is not None:

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -70,5 +71,29 @@ def clean_text_column(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     if pc.any(spaced).as_py():
         values = pc.replace_with_mask(values, spaced, pc.replace_substring_regex(
             values.filter(spaced), r"\s\s+|[\t\n\r\f\v]", " "))
-    text = pc.ascii_trim_whitespace(values)
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return empty_to_null(trim_ascii(values))
+
+
+def _has_edge_space(values: pa.Array) -> bool:
+    """Whether any value may start or end with ASCII whitespace (an over-estimate is harmless)."""
+    offsets = np.frombuffer(values.buffers()[1], np.int32)[values.offset:values.offset + len(values) + 1]
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts  # a null's slot is empty as a rule; if not, it is merely checked too
+    if values.buffers()[2] is None or not filled.any():
+        return False
+    data = np.frombuffer(values.buffers()[2], np.uint8)
+    edges = np.concatenate([data[starts[filled]], data[ends[filled] - 1]])
+    return bool(((edges == 32) | ((edges >= 9) & (edges <= 13))).any())  # exactly what Arrow trims
+
+
+def trim_ascii(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """``pc.ascii_trim_whitespace``, with no copy when no value needs trimming (the common case)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pc.ascii_trim_whitespace(values) if _has_edge_space(values) else values
+
+
+def empty_to_null(values: pa.Array) -> pa.Array:
+    """"" -> missing, with no copy when there is no "" (the common case)."""
+    empty = pc.equal(values, pa.scalar("", pa.string()))
+    return pc.if_else(empty, pa.scalar(None, pa.string()), values) if pc.any(empty).as_py() else values

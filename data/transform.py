@@ -7,13 +7,14 @@ Output: the kept rows as manifest columns, and the dropped rows with a reason an
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data.text import clean_str, clean_text_column, map_distinct, to_number
+from data.text import clean_str, empty_to_null, map_distinct, to_number, trim_ascii
 
 # Row drop reasons, in the order they are checked; the code of a row is its index here (-1 = kept).
 REASONS = ("missing_image_url", "invalid_image_url", "missing_main_category", "unmapped_category",
@@ -50,8 +51,7 @@ def _numpy(values: pa.Array) -> np.ndarray:
 
 def clean_url(values: pa.Array) -> pa.Array:
     """URLs are only trimmed; an empty one is missing."""
-    text = pc.ascii_trim_whitespace(values)  # URLs are ASCII (RFC 3986); this is far cheaper than utf8_trim
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return empty_to_null(trim_ascii(values))  # URLs are ASCII (RFC 3986): far cheaper than utf8_trim
 
 
 def url_keys(urls: pa.Array) -> pa.Array:
@@ -61,26 +61,34 @@ def url_keys(urls: pa.Array) -> pa.Array:
     return pc.utf8_slice_codeunits(pa.array(digests, pa.string()), 0, 16)
 
 
+def _encode_urls(urls: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each row's distinct-URL id (-1: missing), whether its URL is valid, and the number of distinct URLs."""
+    encoded = pc.dictionary_encode(urls)  # each distinct URL is checked once
+    encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], encoded.type)
+    ids = _numpy(pc.fill_null(encoded.indices, -1))
+    valid = _numpy(pc.fill_null(pc.match_substring_regex(encoded.dictionary, r"^https?://[^\s/]+"), False))
+    return ids, np.append(valid, False)[ids], len(encoded.dictionary)
+
+
 def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Split:
     """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy.
 
     ``table`` is already cleaned (see :mod:`data.extract_read`): ``image`` holds trimmed URLs and
     ``main_category`` normalised categories.
     """
-    url = table["image"].combine_chunks()
-    main = table["main_category"].combine_chunks()
+    with ThreadPoolExecutor(1) as pool:  # hashing every URL takes longest: it runs beside the other checks
+        encoding = pool.submit(_encode_urls, table["image"])
+        url = table["image"].combine_chunks()
+        main = table["main_category"].combine_chunks()
+        missing_url = _numpy(url.is_null())
+        missing_main = _numpy(main.is_null())
+        mapped = _numpy(pc.fill_null(pc.is_in(main, value_set=pa.array(list(mapping), pa.string())), False))
+        ids, url_ok, distinct = encoding.result()
     code = np.full(len(url), -1, np.int8)
-    missing_url = _numpy(url.is_null())
-    encoded = pc.dictionary_encode(url)  # each distinct URL is checked once
-    ids = _numpy(pc.fill_null(encoded.indices, -1))
-    valid = _numpy(pc.fill_null(pc.match_substring_regex(encoded.dictionary, r"^https?://[^\s/]+"), False))
-    url_ok = np.append(valid, False)[ids]
-    missing_main = _numpy(main.is_null())
-    mapped = _numpy(pc.fill_null(pc.is_in(main, value_set=pa.array(list(mapping), pa.string())), False))
     for reason, mask in enumerate((missing_url, ~missing_url & ~url_ok, missing_main, ~missing_main & ~mapped)):
         code[(code == -1) & mask] = reason
     candidates = np.flatnonzero(code == -1)
-    first = np.full(len(encoded.dictionary), len(url), np.int64)
+    first = np.full(distinct, len(url), np.int64)
     np.minimum.at(first, ids[candidates], candidates)  # the first row of every distinct URL
     kept_copy = first[ids[candidates]]
     duplicates = candidates[kept_copy != candidates]
@@ -90,29 +98,13 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
     return Split(code=code, origin=origin, url=url, main=main)
 
 
-def finish_text(table: pa.Table, lazy: np.ndarray) -> pa.Table:
-    """Clean names and links and add keys where :func:`data.extract_read.prepare` was lazy."""
-    if not lazy.any():
-        return table
-    mask = pa.array(lazy)
-    for name, source, finish in (("name", "name", clean_text_column), ("link", "link", clean_url),
-                                 ("key", "url", url_keys)):
-        done = finish(table[source].combine_chunks().filter(mask))
-        column = pc.replace_with_mask(table[name].combine_chunks(), mask, done)
-        table = table.set_column(table.schema.get_field_index(name), name, column)
-    return table
-
-
-def kept_table(table: pa.Table, split: Split, mapping: dict[str, str], lazy: np.ndarray) -> pa.Table:
-    """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label.
-
-    ``lazy`` marks the rows whose name, link and key are still to be made (see :func:`finish_text`).
-    """
-    keep = np.flatnonzero(split.keep)
+def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Table:
+    """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
+    keep = pa.array(split.keep)  # a filter works chunk by chunk; a take on many chunks is far slower
     rows = table.select(["key", "name", "sub_category", "source_file", "source_row", "link", "ratings",
-                         "no_of_ratings", "discount_price", "actual_price"]).take(keep)
-    rows = finish_text(rows.append_column("url", split.url.take(keep)), lazy[keep])
-    main = split.main.take(keep)
+                         "no_of_ratings", "discount_price", "actual_price"]).filter(keep)
+    rows = rows.append_column("url", split.url.filter(keep))
+    main = split.main.filter(keep)
     numbers = {c: map_distinct(rows[c], to_number, pa.float64()) for c in
                ("ratings", "no_of_ratings", "discount_price", "actual_price")}
     columns = {

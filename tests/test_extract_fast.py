@@ -2,14 +2,18 @@
 precomputed keys, and the mapping reader without pandas."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from data.config import REPO_ROOT
 from data.extract import ExtractError, ExtractOptions, extract, load_mapping, url_key
+from data.extract_read import read_prepared, read_whole
+from data.extract_write import build_catalogue, part_bounds
 from data.text import clean_str
-from data.transform import url_keys
+from data.transform import classify, url_keys
 
 MAPPING = REPO_ROOT / "data" / "label_mapping.csv"
 HEADER = "name,main_category,sub_category,image,link,ratings,no_of_ratings,discount_price,actual_price\n"
@@ -71,3 +75,63 @@ def test_mapping_reader_rejects_bad_files(tmp_path, text, message):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ExtractError, match=message):
         load_mapping(path)
+
+
+def test_merged_file_with_bad_utf8_outside_its_lazy_columns_is_read_as_cp1252(tmp_path):
+    """A partial read must not decide the encoding: a full read would meet the bad byte and use cp1252."""
+    raw = tmp_path / "raw"
+    write(raw, "A.csv", HEADER + row("https://img.test/1.jpg"))
+    # The bad byte (cp1252 in a name) lies past the first block, which reading the header alone decodes.
+    text = HEADER + row("https://img.test/1.jpg") * 300 + row("https://img.test/2.jpg", name="CafX")
+    raw.joinpath("Amazon-Products.csv").write_bytes(text.encode().replace(b"CafX", b"Caf\xe9"))
+    report = extract(ExtractOptions(raw_dir=raw, out_dir=tmp_path / "out", mapping=MAPPING))
+    assert {f["file"]: f["encoding"] for f in report["files"]} == {"A.csv": "utf-8", "Amazon-Products.csv": "cp1252"}
+    catalogue = pd.read_parquet(tmp_path / "out" / "catalogue.parquet").set_index("url")
+    assert catalogue.loc["https://img.test/2.jpg", "name"] == "Caf\u00e9"
+
+
+def test_a_merged_file_alone_is_read_whole(tmp_path):
+    raw = tmp_path / "raw"
+    write(raw, "Amazon-Products.csv", HEADER + row("https://img.test/1.jpg", name="Mug") * 2)
+    report = extract(ExtractOptions(raw_dir=raw, out_dir=tmp_path / "out", mapping=MAPPING))
+    catalogue = pd.read_parquet(tmp_path / "out" / "catalogue.parquet")
+    expected = [["Mug", url_key("https://img.test/1.jpg"), 1299.0]]
+    assert catalogue[["name", "key", "discount_price"]].values.tolist() == expected
+    assert report["dropped_by_reason"] == {"merged_file_duplicate": 1}
+
+
+def test_reading_whole_refuses_a_file_that_changed(tmp_path):
+    path = tmp_path / "Amazon-Products.csv"
+    write(tmp_path, path.name, HEADER + row("https://img.test/1.jpg"))
+    lazy = read_prepared(path, path.name, lazy=True)
+    assert lazy.table["name"].null_count == 1 and lazy.table["image"].to_pylist() == ["https://img.test/1.jpg"]
+    assert read_whole(path, lazy).table["name"].to_pylist() == ["Thing"]
+    write(tmp_path, path.name, HEADER + row("https://img.test/1.jpg") + row("https://img.test/2.jpg"))
+    with pytest.raises(ValueError, match="changed"):
+        read_whole(path, lazy)
+
+
+def test_catalogue_written_in_parts_reads_back_as_the_whole(tmp_path):
+    mapping = load_mapping(MAPPING)
+    urls = [f"https://img.test/{i % 7}.jpg" for i in range(40)] + [None, "ftp://x/1.jpg"]
+    n = len(urls)
+    table = pa.table({"image": pa.array(urls, pa.string()), "main_category": pa.array(["accessories"] * n),
+                      "key": pa.array([url_key(u or "") for u in urls]),
+                      "name": pa.array([f"n{i}" for i in range(n)]),
+                      "sub_category": pa.array([" Watches "] * n), "link": pa.array(["https://x.test/p"] * n),
+                      "ratings": pa.array(["4.1"] * n), "no_of_ratings": pa.array(["2,255"] * n),
+                      "discount_price": pa.array(["\u20b91,299"] * n),
+                      "actual_price": pa.array([None] * n, pa.string()),
+                      "source_file": pa.DictionaryArray.from_arrays(pa.array([0] * 20 + [1] * (n - 20), pa.int32()),
+                                                                    pa.array(["A.csv", "B.csv"])),
+                      "source_row": pa.array(range(1, n + 1), pa.int64())})
+    split = classify(table, mapping, np.zeros(n, bool))
+    assert part_bounds(split.keep, rows_per_part=2) == [0, 2, 4, n]  # 7 kept rows (the first of each URL)
+    whole = build_catalogue(table, split, mapping, tmp_path / "one.parquet")
+    parts = build_catalogue(table, split, mapping, tmp_path / "parts.parquet", rows_per_part=2)
+    assert pq.ParquetFile(tmp_path / "parts.parquet").num_row_groups == 3
+    assert pq.ParquetFile(tmp_path / "one.parquet").num_row_groups == 1
+    assert parts.equals(whole)
+    assert pq.read_table(tmp_path / "parts.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+    assert whole["url"].to_pylist() == [f"https://img.test/{i}.jpg" for i in range(7)]
+    assert build_catalogue(table, split, mapping, None, rows_per_part=2).equals(whole)
