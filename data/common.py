@@ -34,35 +34,36 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def atomic_write_bytes(target: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``target`` through a temporary file in the same folder and a rename.
+FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
+
+
+def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
+    """Let ``writer`` fill a temporary path beside ``target`` (e.g. ``pq.write_table``), then rename it.
 
     A reader (or a resumed run after ``kill -9``) sees either no file or the whole file, never a part.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        os.chmod(tmp, FILE_MODE)
+        writer(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write_with`), synced to disk."""
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
-
-def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
-    """Let ``writer`` fill a temporary path (e.g. ``df.to_parquet``), then rename it onto ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(target, write)
 
 
 def replace_dir(src: Path, target: Path) -> None:
