@@ -1,6 +1,7 @@
 """Small helpers every stage shares: logging that coexists with tqdm, atomic writes, JSON reports."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -11,6 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tqdm import tqdm
+
+
+def url_key(url: str) -> str:
+    """The stable key of an image: the first 16 hex digits of the SHA-1 of its URL.
+
+    Extract writes it into the catalogue and download derives it when an input has no key column: one
+    definition, so both agree.
+    """
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
 
 
 class TqdmHandler(logging.Handler):

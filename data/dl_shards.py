@@ -9,7 +9,6 @@ input row exactly once.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import re
 import types
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data.common import atomic_write_with
+from data.common import atomic_write_with, url_key
 from data.dl_types import InputRow
 
 log = logging.getLogger(__name__)
@@ -110,7 +109,7 @@ def read_input(path: Path, columns: Columns = Columns(), limit: int | None = Non
         keys = _text(frame[columns.key])
     else:
         log.info("no key column %r: using sha1(url)[:16] as the key", columns.key)
-        keys = [hashlib.sha1(u.encode("utf-8")).hexdigest()[:16] for u in urls]
+        keys = [url_key(u) for u in urls]
     seen: dict[str, InputRow] = {}
     table = InputTable(rows=[], input_rows=len(frame))
     for key, url, label in zip(keys, urls, labels):

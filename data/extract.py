@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from data.common import fail, setup_logging, write_json
+from data.common import fail, setup_logging, url_key, write_json
 from data.config import add_config_args, config_from_args
 from data.csv_reader import COLUMNS, FileRead
 from data.extract_read import read_all, read_whole
 from data.extract_write import build_catalogue, write_parquet
 from data.text import clean_category
-from data.transform import DROPPED_SCHEMA, REASONS, Split, classify, dropped_table, url_key
+from data.transform import DROPPED_SCHEMA, REASONS, Split, classify, dropped_table
 
 __all__ = ["ExtractError", "ExtractOptions", "extract", "load_mapping", "url_key"]
 

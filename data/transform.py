@@ -26,11 +26,6 @@ DROPPED_SCHEMA = pa.schema([("source_file", pa.string()), ("source_row", pa.int6
                             ("detail", pa.string()), ("url", pa.string())])
 
 
-def url_key(url: str) -> str:
-    """The stable key of an image: the first 16 hex digits of the SHA-1 of its URL."""
-    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
-
-
 @dataclass
 class Split:
     """Every row's fate: ``code`` (-1 kept, else an index into REASONS) and the kept copy of a duplicate."""
@@ -76,7 +71,7 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
     ``table`` is already cleaned (see :mod:`data.extract_read`): ``image`` holds trimmed URLs and
     ``main_category`` normalised categories.
     """
-    with ThreadPoolExecutor(1) as pool:  # hashing every URL takes longest: it runs beside the other checks
+    with ThreadPoolExecutor(1) as pool:  # encoding the URLs takes longest: it runs beside the other checks
         encoding = pool.submit(_encode_urls, table["image"])
         url = table["image"].combine_chunks()
         main = table["main_category"].combine_chunks()
