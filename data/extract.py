@@ -151,7 +151,7 @@ def _usable(reads: list[FileRead]) -> list[FileRead]:
 
 
 def _read(options: ExtractOptions, mapping: dict[str, str]
-          ) -> tuple[list[FileRead], pa.Table, np.ndarray, np.ndarray, Split]:
+          ) -> tuple[list[FileRead], pa.Table, np.ndarray, Split]:
     """Read, combine and classify every file.
 
     The merged file is read lazily (see :mod:`data.extract_read`) unless it is the only file; if any of its
@@ -166,7 +166,7 @@ def _read(options: ExtractOptions, mapping: dict[str, str]
     table, file_index = _combined(usable)
     from_merged = np.array([_is_merged(options, r.file) for r in usable] + [False])[file_index]
     split = classify(table, mapping, from_merged)
-    lazy_rows = np.array([r.file in lazy for r in usable] + [False])[file_index]
+    lazy_rows = from_merged if lazy else np.zeros_like(from_merged)  # the lazy files are the merged ones
     kept_lazy = {usable[i].file for i in np.unique(file_index[split.keep & lazy_rows])}
     if kept_lazy:
         paths = dict(zip(names, files))
@@ -175,7 +175,7 @@ def _read(options: ExtractOptions, mapping: dict[str, str]
         except ValueError as exc:
             raise ExtractError(str(exc)) from exc
         table, file_index = _combined(_usable(reads))
-    return reads, table, file_index, from_merged, split
+    return reads, table, file_index, split
 
 
 def _dropped(table: pa.Table, split: Split, reads: list[FileRead], target: Path | None) -> pa.Table:
@@ -193,7 +193,7 @@ def extract(options: ExtractOptions) -> dict:
         The report (also written to ``out_dir/extract_report.json``).
     """
     mapping = load_mapping(options.mapping)
-    reads, table, file_index, from_merged, split = _read(options, mapping)
+    reads, table, file_index, split = _read(options, mapping)
     usable = _usable(reads)
     # Outputs are written only when the stage succeeds, so a refusal over unmapped categories writes none.
     writing = not (options.fail_on_unmapped and (split.code == REASONS.index("unmapped_category")).any())
@@ -203,13 +203,12 @@ def extract(options: ExtractOptions) -> dict:
         dropped = pool.submit(_dropped, table, split, reads, options.out_dir / "dropped.parquet" if writing else None)
         kept = build_catalogue(table, split, mapping, options.out_dir / "catalogue.parquet" if writing else None)
         report = _report(options, reads, usable, split.code, file_index, kept, dropped.result())
+    write_json(options.out_dir / "extract_report.json", report)
     if report["unmapped_categories"]:
         log.warning("main categories missing from %s (rows dropped as 'unmapped_category'): %s; "
                     "add them to the mapping to keep those rows", options.mapping, report["unmapped_categories"])
         if options.fail_on_unmapped:
-            write_json(options.out_dir / "extract_report.json", report)
             raise ExtractError(f"unmapped main categories: {sorted(report['unmapped_categories'])}")
-    write_json(options.out_dir / "extract_report.json", report)
     return report
 
 
