@@ -136,7 +136,8 @@ def original_client(urls_file: Path, out: Path, size: int, timeout: float) -> No
         if img is None:
             return False
         scale = size / min(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
+        if scale < 1:  # every tool stores the same sizes: shorter side at most ``size``, never enlarged
+            img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
         return cv2.imwrite(str(out / f"{key}.jpg"), img)
 
     async def main() -> None:
@@ -296,6 +297,7 @@ def tool_command(tool: str, inputs: dict[str, Path], out: Path, args: argparse.N
                 "--url_col", "url", "--output_folder", str(out), "--output_format", "files",
                 "--processes_count", "2", "--thread_count", str(args.concurrency // 2),
                 "--image_size", str(args.image_size), "--resize_mode", "keep_ratio", "--encode_quality", "90",
+                "--resize_only_if_bigger", "True",
                 "--timeout", str(args.timeout), "--retries", str(args.retries),
                 # one shard per process: its most favourable setting (each shard waits for its slowest URL)
                 "--number_sample_per_shard", str(-(-args.urls // 2)),

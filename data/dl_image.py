@@ -38,6 +38,7 @@ class ImageParams:
     mode: str = "shorter"
     quality: int = 90
     max_pixels: int = 60_000_000
+    upscale: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,15 +152,23 @@ def decode(data: bytes, fmt: str, dims: tuple[int, int] | None, params: ImagePar
 
 
 def resize(img: np.ndarray, params: ImageParams) -> np.ndarray:
-    """Resize keeping the aspect ratio: ``shorter`` / ``longer`` side to ``size``, or ``pad`` to a square."""
+    """Resize keeping the aspect ratio: ``shorter`` / ``longer`` side to ``size``, or ``pad`` to a square.
+
+    A smaller image keeps its own size unless ``params.upscale`` (enlarging adds pixels, not detail).
+    """
     if params.mode == "none":
         return img
     height, width = img.shape[:2]
     side = min(width, height) if params.mode == "shorter" else max(width, height)
     scale = params.size / side
+    if scale > 1 and not params.upscale:
+        scale = 1.0
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     if (new_w, new_h) != (width, height):
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        # INTER_AREA (an average over the source pixels) is needed to shrink by more than 2x without aliasing,
+        # and costs ~4x INTER_LINEAR; milder steps (all that is left after a reduced JPEG decode) look the same
+        # either way (PSNR ~45 dB between the two on the shared Amazon photos at 320 -> 256 px).
+        interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
         img = cv2.resize(img, (new_w, new_h), interpolation=interpolation)
     if params.mode == "pad":  # letterbox on white, the usual product-photo background
         top, left = (params.size - new_h) // 2, (params.size - new_w) // 2

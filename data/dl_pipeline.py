@@ -91,10 +91,16 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
             if len(done) == len(shard.todo):
                 finish(shard, pending.pop(shard.index))
 
-    async with asyncio.TaskGroup() as group:
-        group.create_task(produce())
-        for _ in range(workers):
-            group.create_task(work())
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(produce())
+            for _ in range(workers):
+                group.create_task(work())
+    except BaseExceptionGroup as failed:  # the first failure (e.g. WorkerCrashError) ends the run as itself
+        first: BaseException = failed
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 def _rejected(row: InputRow) -> tuple[str, str] | None:

@@ -51,6 +51,7 @@ class DownloadOptions:
     max_retry_after: float = 60.0
     image_size: int = 256
     resize_mode: str = "shorter"
+    upscale: bool = False
     jpeg_quality: int = 90
     shard_size: int = 1000
     workers: int = 2
@@ -82,7 +83,7 @@ class DownloadOptions:
             kind = type(known[name].default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise ConfigError(f"download.{name} must be a {kind.__name__}, got {value!r}")
             values[name] = value
         return cls(**values)

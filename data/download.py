@@ -33,7 +33,7 @@ from data.dl_pipeline import Progress, download_handler, run_shards, validate_ha
 from data.dl_shards import (Columns, InputError, InputTable, PriorResults, Shard, arrow_schema, assemble,
                             count_outcomes, plan_shards, read_input, shard_path, shard_table, write_table)
 from data.dl_types import OK, RETRYABLE, DownloadOptions, InputRow, Record, ValidationRecord
-from data.dl_workers import ImageWorkers, start_pool
+from data.dl_workers import ImageWorkers, WorkerCrashError, WorkerPool, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class _Job:
     record_type: type
     retry_failed: bool
     progress: bool
+    pool: WorkerPool | None = None  # image workers (downloads only)
 
 
 @contextmanager
@@ -160,13 +161,10 @@ async def _engine(shards: list[Shard], finish: Any, opts: DownloadOptions, job: 
             await run_shards(shards, validate_handler(fetcher), finish, concurrency=opts.concurrency,
                              progress=progress)
             return
-        params = ImageParams(opts.image_size, opts.resize_mode, opts.jpeg_quality, opts.max_pixels)
-        pool = start_pool(opts.workers, opts.max_pixels)
-        try:
-            handler = download_handler(fetcher, ImageWorkers(pool, params), job.output.parent)
-            await run_shards(shards, handler, finish, concurrency=opts.concurrency, progress=progress)
-        finally:  # jobs already running finish their (atomic) writes; queued ones are dropped
-            pool.shutdown(wait=True, cancel_futures=True)
+        params = ImageParams(opts.image_size, opts.resize_mode, opts.jpeg_quality, opts.max_pixels, opts.upscale)
+        assert job.pool is not None, "a download needs its worker pool"
+        handler = download_handler(fetcher, ImageWorkers(job.pool, params), job.output.parent)
+        await run_shards(shards, handler, finish, concurrency=opts.concurrency, progress=progress)
 
 
 def download_images(input_path: Path, out_dir: Path, options: DownloadOptions = DownloadOptions(), *,
@@ -187,12 +185,13 @@ def download_images(input_path: Path, out_dir: Path, options: DownloadOptions = 
         The manifest path and the report (counts by status and by reason).
     """
     state_dir = out_dir / ".shards"
-    with _exclusive(state_dir):
+    # the workers start first, while this process has no other thread (see start_pool)
+    with _exclusive(state_dir), worker_pool(options.workers, options.max_pixels) as pool:
         _remove_stale_temporaries((out_dir, "*/.*.tmp"), (out_dir, ".*.tmp"), (state_dir, ".*.tmp"))
         table = read_input(input_path, columns, limit)
         _log_input(table)
         job = _Job("download-images", table, out_dir / "manifest.parquet", out_dir / "download_report.json",
-                   state_dir, Record, retry_failed, progress)
+                   state_dir, Record, retry_failed, progress, pool)
         return _run(job, options)
 
 
@@ -271,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             target = args.out or processed / "images"
             cfg.save(target)
             summary = download_images(source, target, opts, **kwargs)
-    except (InputError, BusyError) as exc:
+    except (InputError, BusyError, WorkerCrashError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         log.warning("interrupted: completed shards are saved and no partial image is left; "

@@ -209,3 +209,13 @@ def write_input(path: Path, rows: list[tuple[str, str, str]], columns=("key", "u
 def decodes(path: Path) -> bool:
     """Whether a stored file is a complete image OpenCV can decode."""
     return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+def crash_on_marker(jobs: list[tuple[bytes, str]], params):
+    """A worker job like ``process_batch`` that kills its process on a body equal to ``b"CRASH"``."""
+    import os
+
+    from data.dl_image import process_batch
+    if any(data == b"CRASH" for data, _ in jobs):
+        os._exit(3)
+    return process_batch(jobs, params)

@@ -42,6 +42,25 @@ def test_resize_modes_keep_aspect_ratio(mode, expected):
         assert out[0, 50].tolist() == [255, 255, 255] and out[50, 50].tolist() == [40, 40, 40]
 
 
+@pytest.mark.parametrize("mode,upscale,expected", [("shorter", False, (60, 40)), ("shorter", True, (150, 100)),
+                                                   ("longer", False, (60, 40)), ("longer", True, (100, 67)),
+                                                   ("pad", False, (100, 100)), ("pad", True, (100, 100))])
+def test_smaller_images_are_enlarged_only_when_asked(mode, upscale, expected):
+    img = np.full((40, 60, 3), 40, np.uint8)
+    out = resize(img, ImageParams(size=100, mode=mode, upscale=upscale))
+    assert (out.shape[1], out.shape[0]) == expected
+    if mode == "pad" and not upscale:  # the picture keeps its 60x40 pixels in the middle of white bars
+        assert out[50, 20:80].tolist() == [[40, 40, 40]] * 60 and out[50, 19].tolist() == [255, 255, 255]
+
+
+def test_upscale_option_is_a_boolean():
+    assert DownloadOptions.from_config({"upscale": True}).upscale is True
+    with pytest.raises(ConfigError, match="upscale"):
+        DownloadOptions.from_config({"upscale": "yes"})
+    with pytest.raises(ConfigError, match="retries"):
+        DownloadOptions.from_config({"retries": True})
+
+
 def test_process_image_stores_resized_jpeg_with_hash(tmp_path):
     data = encode_jpeg(draw_product_image(1, seed=3, size=256)[:128, :])
     target = tmp_path / "Fashion" / "k1.jpg"
