@@ -153,6 +153,8 @@ class Fetcher:
         self.opts = opts
         self._session: aiohttp.ClientSession | None = None
         self.hosts = HostLimits(opts.per_host, opts.rate_per_host)
+        # requests in flight, all hosts together: held for an attempt only, never during a backoff
+        self._requests = asyncio.Semaphore(opts.concurrency)
 
     async def __aenter__(self) -> "Fetcher":
         opts = self.opts
@@ -188,8 +190,8 @@ class Fetcher:
         attempt = 0
         while True:
             attempt += 1
-            async with self.hosts.slot(host) as gate:
-                result = await self._attempt(url, mode)
+            async with self.hosts.slot(host) as gate, self._requests:  # the host's slot first: no global
+                result = await self._attempt(url, mode)                 # slot waits on a throttled host
                 gate.feedback(throttled=result.http_status in (429, 503))  # the whole host slows down
             # a server that timed out twice rarely answers a third time: leave it to the next run
             allowed = min(self.opts.retries, 1) if result.status == TIMEOUT else self.opts.retries

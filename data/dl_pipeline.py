@@ -1,9 +1,12 @@
 """The asynchronous engine of the downloader: many URLs in flight across shards, none waiting for another.
 
-``concurrency`` worker tasks take URLs from one bounded queue that runs through every shard in order,
-so a slow URL holds one worker, never a batch. A shard's results are handed to ``finish`` as soon as
-its last URL is done. Decoding, resizing and encoding run in a process pool; a worker task keeps its
-body until the pool is done with it, so at most ``concurrency`` bodies are in memory.
+Worker tasks take URLs from one bounded queue that runs through every shard in order, so a slow URL
+holds one worker, never a batch. A shard's results are handed to ``finish`` as soon as its last URL is
+done. There are twice as many worker tasks as requests allowed in flight (``download.concurrency``,
+enforced per attempt by the fetcher): while some tasks wait for a retry's backoff or for their image to
+be processed, the others keep every request slot busy. Decoding, resizing and encoding run in a process
+pool; a task keeps its body until the pool is done with it, so at most ``2 x concurrency`` bodies are in
+memory.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from data.dl_types import INVALID_INPUT, INVALID_URL, OK, InputRow, Record, Vali
 from data.dl_workers import ImageWorkers
 
 Handler = Callable[[InputRow], Awaitable[Any]]
+TASKS_PER_REQUEST = 2  # rows in progress per request slot (see the module docstring)
 Finish = Callable[[Shard, list[dict[str, Any]]], None]
 
 
@@ -63,7 +67,8 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
         shards: the plan; shards with nothing to do are only (re)written when ``rewrite`` is set.
         handle: coroutine turning one input row into a record dataclass.
         finish: called in the event loop with a shard and the new rows (as dicts) when it is complete.
-        concurrency: how many rows are in flight at once.
+        concurrency: requests in flight (the fetcher enforces it); ``TASKS_PER_REQUEST`` times as many rows
+            are in progress at once.
         progress: counts every finished row.
     """
     for shard in shards:
@@ -71,8 +76,8 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
             finish(shard, [])
     active = [s for s in shards if s.todo]
     pending: dict[int, list[dict[str, Any]]] = {s.index: [] for s in active}
-    workers = min(concurrency, sum(len(s.todo) for s in active))
-    queue: asyncio.Queue[tuple[Shard, InputRow] | None] = asyncio.Queue(maxsize=2 * concurrency)
+    workers = min(TASKS_PER_REQUEST * concurrency, sum(len(s.todo) for s in active))
+    queue: asyncio.Queue[tuple[Shard, InputRow] | None] = asyncio.Queue(maxsize=workers + 1)
 
     async def produce() -> None:
         for shard in active:

@@ -64,6 +64,8 @@ class ImageServer:
         self.images = fixture_images()
         self.hits: collections.Counter[str] = collections.Counter()
         self.times: dict[str, list[float]] = collections.defaultdict(list)
+        self.active = 0  # requests being answered now, and the most at once
+        self.max_active = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -107,7 +109,12 @@ class ImageServer:
     async def _count(self, request: web.Request, handler) -> web.StreamResponse:
         self.hits[request.path] += 1
         self.times[request.path].append(time.monotonic())
-        return await handler(request)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            return await handler(request)
+        finally:
+            self.active -= 1
 
     def _body(self, request: web.Request) -> web.Response:
         body, ctype = self.images[request.match_info["name"]]

@@ -121,6 +121,25 @@ def test_retries_are_bounded_and_honour_retry_after(server, scenario):
     assert second - first >= 0.95  # Retry-After: 1
 
 
+def test_concurrency_bounds_requests_and_a_backoff_holds_no_request_slot(tmp_path):
+    own = ImageServer().start()  # its own server: the in-flight gauge must see this test's requests only
+    try:
+        token = uuid.uuid4().hex
+        waiting = [f"/flaky/429/1/{token}{i}/portrait.jpg" for i in range(2)]  # 429 + Retry-After: 1, then ok
+        slow = [f"/slow/100/landscape.jpg?{token}-{i}" for i in range(12)]
+        rows = [(f"w{i}", own.url(p), "a") for i, p in enumerate(waiting)]
+        rows += [(f"s{i}", own.url(p), "a") for i, p in enumerate(slow)]
+        summary = download_images(write_input(tmp_path / "in.parquet", rows), tmp_path / "out",
+                                  fast_options(concurrency=2, per_host=8), progress=False)
+        assert summary.report["by_status"] == {"ok": 14}
+        assert own.max_active == 2  # never more than download.concurrency requests at once, and all used
+        # the rate-limited URLs wait a second for their retry; the slow ones are fetched meanwhile
+        last_slow = max(own.times["/slow/100/landscape.jpg"])
+        assert all(last_slow < own.times[p][1] for p in waiting)
+    finally:
+        own.stop()
+
+
 def test_rerun_skips_done_and_retries_only_transient_failures(server, tmp_path):
     token = uuid.uuid4().hex
     flaky = f"/flaky/503/4/{token}/landscape.jpg"  # fails 3 attempts of run 1, then 1 more, then serves
