@@ -6,7 +6,10 @@ fixed, seeded fault mix: about half of the URLs are dead, some fail once and the
 in its own process; each client runs in its own process too, measured for wall time, CPU seconds (its
 whole process tree) and peak memory (PSS summed over its process tree, sampled every 50 ms).
 
-    python -m bench.bench_download [--urls 5000] [--tools original,img2dataset,ours]
+    python -m bench.bench_download [--urls 5000] [--steady-urls 20000] [--tools original,img2dataset,ours]
+
+With ``--steady-urls N`` (default 20000) img2dataset and ours run again on N URLs: the extra images over
+the extra time give each tool's steady-state rate, free of its fixed costs (start-up, the last timeouts).
 
 img2dataset is installed on first use into ``bench/.venv-img2dataset`` (git-ignored) so its pins never
 touch ``.venv``. Results: a markdown table on stdout and ``bench/results/download.json``.
@@ -287,7 +290,7 @@ def write_inputs(rows: list[tuple[str, str, str]], port: int, tool: str, work: P
     return paths
 
 
-def tool_command(tool: str, inputs: dict[str, Path], out: Path, args: argparse.Namespace) -> list[str]:
+def tool_command(tool: str, inputs: dict[str, Path], out: Path, args: argparse.Namespace, urls: int) -> list[str]:
     """The command line that runs one tool with the shared settings."""
     if tool == "original":
         return [sys.executable, "-m", "bench.bench_download", "--original-client", str(inputs["csv"]), str(out),
@@ -300,7 +303,7 @@ def tool_command(tool: str, inputs: dict[str, Path], out: Path, args: argparse.N
                 "--resize_only_if_bigger", "True",
                 "--timeout", str(args.timeout), "--retries", str(args.retries),
                 # one shard per process: its most favourable setting (each shard waits for its slowest URL)
-                "--number_sample_per_shard", str(-(-args.urls // 2)),
+                "--number_sample_per_shard", str(-(-urls // 2)),
                 "--enable_wandb", "False"]
     sets = {"concurrency": args.concurrency, "per_host": args.concurrency, "connect_timeout": args.timeout,
             "read_timeout": args.timeout, "total_timeout": args.timeout * 2.5, "retries": args.retries,
@@ -338,30 +341,62 @@ def markdown(results: dict[str, dict[str, float]], expected: int, urls: int) -> 
     return "\n".join(lines)
 
 
+def run_tools(rows: list[tuple[str, str, str]], tools: list[str], port: int, server_pid: int, work: Path,
+              args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Run each tool on ``rows`` (its own URL prefix, so its own fresh fault state) and measure it."""
+    results: dict[str, dict[str, float]] = {}
+    for tool in tools:
+        name = f"{tool}-{len(rows)}"
+        inputs = write_inputs(rows, port, name, work)
+        out = work / name / "images"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"running {tool} on {len(rows)} URLs ...", file=sys.stderr, flush=True)
+        stats = measure(tool_command(tool, inputs, out, args, len(rows)), work / f"{name}.log", keep={server_pid})
+        stats["stored"] = _count_images(out)
+        stats["images_per_s"] = stats["stored"] / stats["wall_s"]
+        results[tool] = stats
+    return results
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
-    """Serve, run every tool on the same URL list, and collect the measurements."""
+    """Serve, run every tool on the same URL list (and the long list, if asked), and collect the measurements."""
     work = Path(args.workdir).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     become_subreaper()
-    rows = build_rows(args.urls)
-    expected = sum(recoverable(name) for _, name, _ in rows)
+    rows = build_rows(max(args.urls, args.steady_urls))
+    short = rows[:args.urls]
     server, port = start_server(work, args)
-    results: dict[str, dict[str, float]] = {}
+    report: dict[str, object] = {"urls": len(short), "recoverable": sum(recoverable(n) for _, n, _ in short),
+                                 "settings": vars(args)}
     try:
-        for tool in args.tools.split(","):
-            inputs = write_inputs(rows, port, tool, work)
-            out = work / tool / "images"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            print(f"running {tool} on {len(rows)} URLs ...", file=sys.stderr, flush=True)
-            stats = measure(tool_command(tool, inputs, out, args), work / f"{tool}.log", keep={server.pid})
-            stats["stored"] = _count_images(out)
-            stats["images_per_s"] = stats["stored"] / stats["wall_s"]
-            results[tool] = stats
+        report["results"] = run_tools(short, args.tools.split(","), port, server.pid, work, args)
+        if args.steady_urls:
+            steady = [t for t in args.tools.split(",") if t != "original"]  # the original would take minutes
+            report["long"] = {"urls": len(rows), "recoverable": sum(recoverable(n) for _, n, _ in rows),
+                              "results": run_tools(rows, steady, port, server.pid, work, args)}
     finally:
         server.terminate()
         server.wait()
-    return {"urls": len(rows), "recoverable": expected, "results": results, "settings": vars(args)}
+    return report
+
+
+def steady_markdown(short: dict[str, dict[str, float]], long: dict[str, object], short_urls: int) -> str:
+    """The steady-state table: the extra URLs of the long list over the extra time they took.
+
+    Fixed costs (start-up, the wait for the last hung URLs) cancel out; what is left is the rate a
+    tool keeps on a long list such as the real ~400k URLs.
+    """
+    lines = [f"| tool | wall s, {short_urls} URLs | wall s, {long['urls']} URLs | stored, {long['urls']} URLs | "
+             f"images/s, {long['urls']} URLs | steady-state images/s (marginal) |", "|---|---:|---:|---:|---:|---:|"]
+    results = long["results"]
+    rates = {t: (r["stored"] - short[t]["stored"]) / (r["wall_s"] - short[t]["wall_s"]) for t, r in results.items()}
+    base = rates.get("img2dataset")
+    for tool, r in results.items():
+        ratio = f" ({rates[tool] / base:.1f}x)" if base else ""
+        lines.append(f"| {tool} | {short[tool]['wall_s']:.1f} | {r['wall_s']:.1f} | {r['stored']} / "
+                     f"{long['recoverable']} | {r['images_per_s']:.0f} | {rates[tool]:.0f}{ratio} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--urls", type=int, default=5000, help="URLs in the list (default 5000)")
     parser.add_argument("--tools", default="original,img2dataset,ours", help="comma-separated tools to run")
+    parser.add_argument("--steady-urls", type=int, default=20000,
+                        help="also run img2dataset and ours on this many URLs and print their steady-state rates "
+                             "(default 20000; 0: skip)")
     parser.add_argument("--concurrency", type=int, default=256, help="requests in flight for every tool")
     parser.add_argument("--timeout", type=float, default=2.0, help="read timeout in seconds (total: 2.5x)")
     parser.add_argument("--retries", type=int, default=2, help="retries for img2dataset and ours")
@@ -390,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{report['urls']} URLs, {report['recoverable']} recoverable; latency lognormal median "
           f"{args.latency_ms:.0f} ms; {args.concurrency} requests in flight; 2 processes; {os.cpu_count()} CPUs\n")
     print(table)
+    if "long" in report:
+        print(f"\nsteady state: the same tools on {report['long']['urls']} URLs; marginal rate = extra images "
+              f"stored / extra wall time\n")
+        print(steady_markdown(report["results"], report["long"], report["urls"]))
     target = REPO / "bench" / "results" / "download.json"
     target.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0
