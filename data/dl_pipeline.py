@@ -64,7 +64,8 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
     """Run ``handle`` on every row to do, calling ``finish(shard, rows)`` once per shard that needs it.
 
     Args:
-        shards: the plan; shards with nothing to do are only (re)written when ``rewrite`` is set.
+        shards: the plan; shards with nothing to do are only (re)written when ``rewrite`` is set. A shard's
+            ``carried`` rows (prior results under a new label) join its new rows.
         handle: coroutine turning one input row into a record dataclass.
         finish: called in the event loop with a shard and the new rows (as dicts) when it is complete.
         concurrency: requests in flight (the fetcher enforces it); ``TASKS_PER_REQUEST`` times as many rows
@@ -73,9 +74,9 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
     """
     for shard in shards:
         if not shard.todo and shard.rewrite:
-            finish(shard, [])
+            finish(shard, list(shard.carried))
     active = [s for s in shards if s.todo]
-    pending: dict[int, list[dict[str, Any]]] = {s.index: [] for s in active}
+    pending: dict[int, list[dict[str, Any]]] = {s.index: list(s.carried) for s in active}
     workers = min(TASKS_PER_REQUEST * concurrency, sum(len(s.todo) for s in active))
     queue: asyncio.Queue[tuple[Shard, InputRow] | None] = asyncio.Queue(maxsize=workers + 1)
 
@@ -93,7 +94,7 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
             progress.update(record.status)
             done = pending[shard.index]
             done.append(dict(vars(record)))
-            if len(done) == len(shard.todo):
+            if len(done) == len(shard.carried) + len(shard.todo):
                 finish(shard, pending.pop(shard.index))
 
     try:

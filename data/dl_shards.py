@@ -63,6 +63,7 @@ class Shard:
     todo: list[InputRow]
     kept: pa.Table | None = None  # None: nothing to do and the result file is already right
     rewrite: bool = False  # the result file is missing or stale even when nothing is left to do
+    carried: list[dict[str, Any]] = field(default_factory=list)  # prior results moved to a new label
 
 
 def safe_folder(label: str) -> str:
@@ -195,9 +196,16 @@ class PriorResults:
         return self._all
 
 
+Carry = Callable[[InputRow, dict[str, Any]], dict[str, Any] | None]
+
+
 def plan_shards(rows: list[InputRow], shard_size: int, prior: PriorResults,
-                is_done: Callable[[InputRow, dict[str, Any]], bool]) -> list[Shard]:
-    """Cut ``rows`` into shards; a prior result for the same URL and label that ``is_done`` is kept."""
+                is_done: Callable[[InputRow, dict[str, Any]], bool], carry: Carry | None = None) -> list[Shard]:
+    """Cut ``rows`` into shards; a prior result for the same URL and label that ``is_done`` is kept.
+
+    A prior result for the same URL under another label goes through ``carry``, which returns the result
+    for the new label (e.g. after moving the stored file) or None to fetch the URL again.
+    """
     shards = []
     for index, start in enumerate(range(0, len(rows), shard_size)):
         chunk = rows[start:start + shard_size]
@@ -205,13 +213,23 @@ def plan_shards(rows: list[InputRow], shard_size: int, prior: PriorResults,
         table, exact = prior.for_shard(index, keys)
         columns = [c for c in ("key", "url", "label", "status", "path") if c in table.column_names]
         old = {r["key"]: r for r in table.select(columns).to_pylist()}
-        kept, todo = [], []
+        kept, todo, carried = [], [], []
+        whole: dict[str, dict[str, Any]] | None = None
         for row in chunk:
             prev = old.get(row.key)
-            done = prev is not None and (prev["url"], prev["label"]) == (row.url, row.label) and is_done(row, prev)
-            (kept if done else todo).append(row.key if done else row)
-        shard = Shard(index, keys, todo, rewrite=not exact)
-        if todo or not exact:
+            if prev is not None and prev["url"] == row.url:
+                if prev["label"] == row.label and is_done(row, prev):
+                    kept.append(row.key)
+                    continue
+                if prev["label"] != row.label and carry is not None:
+                    whole = whole if whole is not None else {r["key"]: r for r in table.to_pylist()}
+                    record = carry(row, whole[row.key])
+                    if record is not None:
+                        carried.append(record)
+                        continue
+            todo.append(row)
+        shard = Shard(index, keys, todo, rewrite=not exact or bool(carried), carried=carried)
+        if todo or shard.rewrite:
             shard.kept = table.filter(pc.is_in(table.column("key"), value_set=pa.array(kept, pa.string())))
         shards.append(shard)
     return shards

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import fcntl
 import logging
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -97,6 +98,17 @@ def _log_input(table: InputTable) -> None:
                     ", ".join(table.duplicate_keys[:5]))
 
 
+def _move_image(source: Path, target: Path) -> bool:
+    """Move a stored image to its new label's folder; whether it is now at ``target``.
+
+    Idempotent: a run killed after the move (before its shard was saved) finds the file at ``target``.
+    """
+    if source != target and source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+    return target.is_file()
+
+
 def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
     """Plan the shards, run what is left, assemble the output and write the report."""
     schema = arrow_schema(job.record_type)
@@ -108,10 +120,20 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
                                        and (job.output.parent / prev["path"]).is_file())
         return not job.retry_failed and prev["status"] not in RETRYABLE
 
-    shards = plan_shards(job.table.rows, opts.shard_size, PriorResults(job.state_dir, schema), is_done)
+    def carry(row: InputRow, prev: dict[str, Any]) -> dict[str, Any] | None:
+        """A prior result of the same URL under another label: its image moves to the new label's folder."""
+        record = {**prev, "label": row.label}
+        if downloading and prev["status"] == OK:
+            record["path"] = f"{row.folder}/{row.key}.jpg"
+            if not _move_image(job.output.parent / prev["path"], job.output.parent / record["path"]):
+                return None  # the file is gone: fetch it again
+        return record if is_done(row, record) else None
+
+    shards = plan_shards(job.table.rows, opts.shard_size, PriorResults(job.state_dir, schema), is_done, carry)
     todo = sum(len(s.todo) for s in shards)
-    log.info("%s: %d URLs in %d shards, %d to do, %d already done", job.stage, len(job.table.rows), len(shards),
-             todo, len(job.table.rows) - todo)
+    relabelled = sum(len(s.carried) for s in shards)
+    log.info("%s: %d URLs in %d shards, %d to do, %d already done (%d of them under a new label)", job.stage,
+             len(job.table.rows), len(shards), todo, len(job.table.rows) - todo, relabelled)
     written = {"shards": 0, "bytes": 0}
 
     def finish(shard: Shard, rows: list[dict[str, Any]]) -> None:
@@ -130,7 +152,7 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
         progress.close()
     elapsed = time.monotonic() - start
     table = assemble(job.state_dir, shards, job.output, schema)
-    this_run = {"processed": todo, "already_done": table.num_rows - todo, "ok": progress.ok,
+    this_run = {"processed": todo, "already_done": table.num_rows - todo, "relabelled": relabelled, "ok": progress.ok,
                 "failed": progress.failed, "elapsed_s": round(elapsed, 2),
                 "urls_per_s": round(todo / elapsed, 1) if elapsed else 0.0,
                 "ok_per_s": round(progress.ok / elapsed, 1) if elapsed else 0.0,
@@ -212,6 +234,10 @@ def validate_urls(input_path: Path, result_path: Path, options: DownloadOptions 
         return _run(job, options)
 
 
+def _moved(count: int) -> str:
+    return f" ({count} moved to a new label)" if count else ""
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """A short, human-readable summary of a report: totals, this run, and counts by status and reason."""
     run = report["this_run"]
@@ -219,7 +245,8 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [f"{report['stage']}: {report['urls']} URLs, {report['ok']} ok ({share:.1%}), "
              f"{report['failed']} failed ({report['retryable_failed']} retryable); "
              f"{report['duplicate_keys']} duplicate keys left out",
-             f"this run: {run['processed']} processed, {run['already_done']} already done, {run['elapsed_s']} s, "
+             f"this run: {run['processed']} processed, {run['already_done']} already done"
+             f"{_moved(run.get('relabelled', 0))}, {run['elapsed_s']} s, "
              f"{run['urls_per_s']} URLs/s, {run['ok_per_s']} ok/s"]
     for status, reasons in report["by_reason"].items():
         for reason, count in reasons.items():

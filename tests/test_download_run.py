@@ -163,6 +163,36 @@ def test_rerun_skips_done_and_retries_only_transient_failures(server, tmp_path):
     assert not stale.exists()
 
 
+def test_a_new_label_moves_the_stored_image_without_fetching_it_again(server, tmp_path):
+    token = uuid.uuid4().hex
+    rows = [(f"k{i}", server.url(f"/img/landscape.jpg?{token}-{i}"), "Old") for i in range(4)]
+    rows.append(("gone", server.url(f"/status/404?{token}"), "Old"))
+    source, out = tmp_path / "in.parquet", tmp_path / "out"
+    download_images(write_input(source, rows), out, fast_options(), progress=False)
+    before = pd.read_parquet(out / "manifest.parquet").set_index("key")
+    hits = server.hits["/img/landscape.jpg"], server.hits["/status/404"]
+    (out / "New_label").mkdir()
+    (out / "Old" / "k1.jpg").rename(out / "New_label" / "k1.jpg")  # as a run killed after its move leaves it
+    for i in (0, 1, 4):
+        rows[i] = (rows[i][0], rows[i][1], "New label")
+    second = download_images(write_input(source, rows), out, fast_options(), progress=False)
+    assert (server.hits["/img/landscape.jpg"], server.hits["/status/404"]) == hits  # nothing fetched again
+    assert second.report["this_run"]["relabelled"] == 3 and second.report["this_run"]["processed"] == 0
+    after = pd.read_parquet(out / "manifest.parquet").set_index("key")
+    for key in ("k0", "k1"):
+        assert after.loc[key, ["label", "path"]].tolist() == ["New label", f"New_label/{key}.jpg"]
+        stored = hashlib.sha256((out / "New_label" / f"{key}.jpg").read_bytes()).hexdigest()
+        assert stored == after.loc[key, "sha256"] == before.loc[key, "sha256"]
+    assert after.loc["gone", ["label", "status"]].tolist() == ["New label", "not_found"]
+    assert sorted(p.name for p in (out / "Old").iterdir()) == ["k2.jpg", "k3.jpg"]
+    assert after.loc["k2", "path"] == "Old/k2.jpg"
+    (out / "New_label" / "k0.jpg").unlink()  # a file that is gone is fetched again under its label
+    rows[0] = ("k0", rows[0][1], "Old")
+    third = download_images(write_input(source, rows), out, fast_options(), progress=False)
+    assert third.report["this_run"]["processed"] == 1 and (out / "Old" / "k0.jpg").is_file()
+    assert third.report["by_status"] == {"ok": 4, "not_found": 1}
+
+
 def test_limit_takes_the_first_rows(server, tmp_path):
     rows = [(f"k{i}", server.url(f"/img/grey.png?{i}"), "a") for i in range(5)]
     summary = download_images(write_input(tmp_path / "in.csv", rows), tmp_path / "out", fast_options(), limit=2,
