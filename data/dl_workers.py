@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -73,9 +74,10 @@ def start_pool(workers: int, max_pixels: int) -> ProcessPoolExecutor:
     a fork is instant and inherits the imported modules, and with one thread there is no lock held by
     another thread to copy. Objects that exist now are frozen out of the garbage collector first, so that
     a worker's collections do not write to (and so copy) the pages it shares with this process. With
-    other threads running, workers come from a forkserver instead (slower to start, always safe).
+    other threads running, or outside Linux, workers come from a forkserver instead (slower to start, safe).
     """
-    method = "fork" if threading.active_count() == 1 else "forkserver"
+    alone = threading.active_count() == 1
+    method = "fork" if alone and sys.platform.startswith("linux") else "forkserver"  # macOS: fork is unsafe
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         # a worker re-runs the parent's main module (e.g. data.download) first: preload what it imports
