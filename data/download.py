@@ -132,8 +132,8 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
     shards = plan_shards(job.table.rows, opts.shard_size, PriorResults(job.state_dir, schema), is_done, carry)
     todo = sum(len(s.todo) for s in shards)
     relabelled = sum(len(s.carried) for s in shards)
-    log.info("%s: %d URLs in %d shards, %d to do, %d already done (%d of them under a new label)", job.stage,
-             len(job.table.rows), len(shards), todo, len(job.table.rows) - todo, relabelled)
+    log.info("%s: %d URLs in %d shards, %d to do, %d already done%s", job.stage, len(job.table.rows), len(shards),
+             todo, len(job.table.rows) - todo, _moved(relabelled))
     written = {"shards": 0, "bytes": 0}
 
     def finish(shard: Shard, rows: list[dict[str, Any]]) -> None:
@@ -141,7 +141,7 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
         written["shards"] += 1
         written["bytes"] += sum(r["bytes"] or 0 for r in rows)
 
-    progress = Progress(todo, job.stage, enabled=job.progress)
+    progress = Progress(todo, job.stage, enabled=job.progress and todo > 0)
     start = time.monotonic()
     try:
         if todo or any(s.rewrite for s in shards):
