@@ -190,8 +190,9 @@ class Fetcher:
         attempt = 0
         while True:
             attempt += 1
-            async with self.hosts.slot(host) as gate, self._requests:  # the host's slot first: no global
-                result = await self._attempt(url, mode)                 # slot waits on a throttled host
+            # the host's slot first, so that no global slot is held while waiting on a throttled host
+            async with self.hosts.slot(host) as gate, self._requests:
+                result = await self._attempt(url, mode)
                 gate.feedback(throttled=result.http_status in (429, 503))  # the whole host slows down
             # a server that timed out twice rarely answers a third time: leave it to the next run
             allowed = min(self.opts.retries, 1) if result.status == TIMEOUT else self.opts.retries

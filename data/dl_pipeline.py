@@ -23,8 +23,8 @@ from data.dl_types import INVALID_INPUT, INVALID_URL, OK, InputRow, Record, Vali
 from data.dl_workers import ImageWorkers
 
 Handler = Callable[[InputRow], Awaitable[Any]]
-TASKS_PER_REQUEST = 2  # rows in progress per request slot (see the module docstring)
 Finish = Callable[[Shard, list[dict[str, Any]]], None]
+TASKS_PER_REQUEST = 2  # rows in progress per request slot (see the module docstring)
 
 
 class Progress:
@@ -109,25 +109,25 @@ async def run_shards(shards: list[Shard], handle: Handler, finish: Finish, *, co
         raise first from None
 
 
-def _rejected(row: InputRow) -> tuple[str, str] | None:
-    """The status and reason of a row that must not be requested at all."""
+def _new_record(record_type: type, row: InputRow) -> Any:
+    """A record for ``row``: ``ok`` so far, or the status and reason of a row that must not be requested."""
+    record = record_type(row.key, row.url, row.label, OK)
     problem = input_problem(row)
     if problem:
-        return INVALID_INPUT, problem
+        record.status, record.reason = INVALID_INPUT, problem
+        return record
     problem = check_url(row.url)
     if problem:
-        return INVALID_URL, problem
-    return None
+        record.status, record.reason = INVALID_URL, problem
+    return record
 
 
 def download_handler(fetcher: Fetcher, workers: ImageWorkers, out_dir: Path) -> Handler:
     """A handler that fetches a row's URL and stores ``<out_dir>/<folder>/<key>.jpg`` through ``workers``."""
     async def handle(row: InputRow) -> Record:
         start = time.monotonic()
-        record = Record(row.key, row.url, row.label, OK)
-        rejected = _rejected(row)
-        if rejected:
-            record.status, record.reason = rejected
+        record: Record = _new_record(Record, row)
+        if record.status != OK:
             return record
         fetched = await fetcher.fetch(row.url)
         record.status, record.reason, record.http_status = fetched.status, fetched.reason, fetched.http_status
@@ -151,10 +151,8 @@ def validate_handler(fetcher: Fetcher) -> Handler:
     """A handler that only checks a row's URL (HEAD, or a ranged GET of its first bytes)."""
 
     async def handle(row: InputRow) -> ValidationRecord:
-        record = ValidationRecord(row.key, row.url, row.label, OK)
-        rejected = _rejected(row)
-        if rejected:
-            record.status, record.reason = rejected
+        record: ValidationRecord = _new_record(ValidationRecord, row)
+        if record.status != OK:
             return record
         probed = await fetcher.probe(row.url)
         record.status, record.reason, record.http_status = probed.status, probed.reason, probed.http_status

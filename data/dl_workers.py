@@ -115,7 +115,7 @@ class WorkerPool:
         self.restarts = 0
         self.executor = start_pool(workers, max_pixels)
         self._isolation: ProcessPoolExecutor | None = None
-        self._isolation_lock: asyncio.Lock | None = None
+        self._isolation_lock = asyncio.Lock()  # binds to the running loop on first use
 
     def restart(self, broken: ProcessPoolExecutor) -> None:
         """Replace ``broken`` (once, however many jobs saw it break); too many restarts end the run."""
@@ -132,8 +132,6 @@ class WorkerPool:
     async def isolated(self, job: Callable[..., list[ImageResult]], data: bytes, target: str,
                        params: ImageParams) -> ImageResult:
         """Run one body alone in a one-process executor; a decode error when that process dies on it."""
-        if self._isolation_lock is None:
-            self._isolation_lock = asyncio.Lock()
         async with self._isolation_lock:
             if self._isolation is None:
                 self._isolation = start_pool(1, self.max_pixels)

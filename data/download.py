@@ -125,8 +125,8 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
         record = {**prev, "label": row.label}
         if downloading and prev["status"] == OK:
             record["path"] = f"{row.folder}/{row.key}.jpg"
-            if not _move_image(job.output.parent / prev["path"], job.output.parent / record["path"]):
-                return None  # the file is gone: fetch it again
+            moved = _move_image(job.output.parent / prev["path"], job.output.parent / record["path"])
+            return record if moved else None  # the file is gone: fetch it again
         return record if is_done(row, record) else None
 
     shards = plan_shards(job.table.rows, opts.shard_size, PriorResults(job.state_dir, schema), is_done, carry)
