@@ -13,7 +13,8 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install lock lint test demo fetch-raw extract download-images validate-urls \
-        publish-kaggle train evaluate tensorboard bench bench-extract bench-download bench-train clean
+        publish-kaggle train evaluate predict label apply-labels export serve \
+        eda visualise tensorboard bench bench-extract bench-download bench-train clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -38,10 +39,10 @@ test: install ## run the test suite (real local servers, tiny models, files in t
 	.venv/bin/pytest $(ARGS)
 
 demo: install ## run the whole pipeline offline on a generated, synthetic demo catalogue
-	$(PY) -m data.demo $(CFG) $(ARGS)
+	$(PY) -m develop.demo $(CFG) $(ARGS)
 
 fetch-raw: install ## download the Kaggle dataset into data/raw/<version> (needs Kaggle credentials)
-	$(PY) -m data.fetch_raw $(CFG) $(ARGS)
+	$(PY) -m data.kaggle.fetch $(CFG) $(ARGS)
 
 extract: install ## raw CSVs -> one clean labelled manifest (catalogue.parquet) and a report
 	$(PY) -m data.extract $(CFG) $(ARGS)
@@ -53,7 +54,7 @@ validate-urls: install ## check every image URL (HEAD / ranged GET) without stor
 	$(PY) -m data.download --validate-only $(CFG) $(ARGS)
 
 publish-kaggle: install ## publish the image dataset to Kaggle (ARGS=--dry-run to only show it)
-	$(PY) -m data.publish_kaggle $(CFG) $(ARGS)
+	$(PY) -m data.kaggle.publish $(CFG) $(ARGS)
 
 train: install ## train a transfer-learning classifier on the downloaded images
 	$(PY) -m train.train $(CFG) $(ARGS)
@@ -61,8 +62,29 @@ train: install ## train a transfer-learning classifier on the downloaded images
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)
 
+predict: install ## classify images with a run's model: make predict FILES="photo.jpg folder/" [ARGS=--run ID]
+	$(PY) -m train.predict $(CFG) $(ARGS) $(FILES)
+
+label: install ## find mislabelled, duplicate and junk images with a run's model; writes a review page
+	$(PY) -m label $(CFG) $(ARGS)
+
+apply-labels: install ## write a corrected data version: make apply-labels DECISIONS=decisions.json (or SET=label.auto_threshold=0.9)
+	$(PY) -m label.apply $(CFG) $(if $(DECISIONS),--decisions $(DECISIONS)) $(ARGS)
+
+export: install ## export a run as a TF-Serving SavedModel, TFLite variants and a model card
+	$(PY) -m deploy.export $(CFG) $(ARGS)
+
+serve: install ## serve an export over HTTP (TF Serving REST API, /predict, /metrics, upload page)
+	$(PY) -m deploy.serve $(CFG) $(ARGS)
+
+eda: install ## one offline HTML report of the catalogue and the downloaded images
+	$(PY) -m visualise.eda $(CFG) $(ARGS)
+
+visualise: install ## one offline HTML report of a training run (curves, confusion, calibration, embedding map)
+	$(PY) -m visualise.report $(CFG) $(ARGS)
+
 tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's)
-	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.config import load_config; \
+	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.core.config import load_config; \
 	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
 
 bench: bench-extract bench-download bench-train ## run every benchmark (prints tables)

@@ -14,6 +14,7 @@ the extra time give each tool's steady-state rate, free of its fixed costs (star
 img2dataset is installed on first use into ``bench/.venv-img2dataset`` (git-ignored) so its pins never
 touch ``.venv``. Results: a markdown table on stdout and ``bench/results/download.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +39,24 @@ PHOTOS = SHARED / "amazon-products-images-sample"
 I2D_VENV = REPO / "bench" / ".venv-img2dataset"
 
 # fault -> share of URLs. Recoverable: ok and the faults marked True (a correct downloader gets them).
-FAULTS = [("ok", 0.40, True), ("dead404", 0.35, False), ("forbidden403", 0.04, False), ("flaky500", 0.04, True),
-          ("ratelimit429", 0.02, True), ("redirect", 0.05, True), ("truncated_once", 0.03, True),
-          ("reset_once", 0.02, True), ("html200", 0.02, False), ("corrupt", 0.02, False), ("hang", 0.01, False)]
+FAULTS = [
+    ("ok", 0.40, True),
+    ("dead404", 0.35, False),
+    ("forbidden403", 0.04, False),
+    ("flaky500", 0.04, True),
+    ("ratelimit429", 0.02, True),
+    ("redirect", 0.05, True),
+    ("truncated_once", 0.03, True),
+    ("reset_once", 0.02, True),
+    ("html200", 0.02, False),
+    ("corrupt", 0.02, False),
+    ("hang", 0.01, False),
+]
 
 
 def fault_of(name: str) -> str:
     """The fault a URL path gets, fixed by a hash of its file name."""
-    point = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 2 ** 32
+    point = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 2**32
     for fault, share, _ in FAULTS:
         point -= share
         if point < 0:
@@ -92,7 +103,7 @@ def serve(port_file: Path, median: float, sigma: float, seed: int) -> None:
         if fault == "truncated_once" and first:
             resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
             await resp.prepare(request)
-            await resp.write(body[:len(body) // 3])
+            await resp.write(body[: len(body) // 3])
             request.transport.close()
             return resp
         if fault == "html200":
@@ -147,7 +158,7 @@ def original_client(urls_file: Path, out: Path, size: int, timeout: float) -> No
         out.mkdir(parents=True, exist_ok=True)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
             for start in range(0, len(urls), 512):
-                chunk = urls[start:start + 512]
+                chunk = urls[start : start + 512]
                 valid = await asyncio.gather(*(validate(session, u) for _, u in chunk), return_exceptions=True)
                 todo = [(k, u) for (k, u), ok in zip(chunk, valid) if ok is True]
                 await asyncio.gather(*(download(session, k, u) for k, u in todo), return_exceptions=True)
@@ -178,6 +189,7 @@ def _tree(pid: int) -> list[int]:
 def become_subreaper() -> None:
     """Adopt orphaned descendants (e.g. a forkserver outliving its parent) so their CPU time is counted."""
     import ctypes
+
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
@@ -236,11 +248,12 @@ def measure(cmd: list[str], log: Path, keep: set[int]) -> dict[str, float]:
     if code != 0:
         raise RuntimeError(f"{cmd[0]} ... exited with {code}; see {log}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_mem_mb": peak[0] / 2 ** 20}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mem_mb": peak[0] / 2**20}
 
 
 def _count_images(folder: Path) -> int:
     import cv2
+
     return sum(cv2.imread(p) is not None for p in glob.glob(str(folder / "**" / "*.jpg"), recursive=True))
 
 
@@ -293,23 +306,77 @@ def write_inputs(rows: list[tuple[str, str, str]], port: int, tool: str, work: P
 def tool_command(tool: str, inputs: dict[str, Path], out: Path, args: argparse.Namespace, urls: int) -> list[str]:
     """The command line that runs one tool with the shared settings."""
     if tool == "original":
-        return [sys.executable, "-m", "bench.bench_download", "--original-client", str(inputs["csv"]), str(out),
-                "--image-size", str(args.image_size), "--timeout", str(args.timeout * 2.5)]
+        return [
+            sys.executable,
+            "-m",
+            "bench.bench_download",
+            "--original-client",
+            str(inputs["csv"]),
+            str(out),
+            "--image-size",
+            str(args.image_size),
+            "--timeout",
+            str(args.timeout * 2.5),
+        ]
     if tool == "img2dataset":
-        return [str(ensure_img2dataset()), "--url_list", str(inputs["csv"]), "--input_format", "csv",
-                "--url_col", "url", "--output_folder", str(out), "--output_format", "files",
-                "--processes_count", "2", "--thread_count", str(args.concurrency // 2),
-                "--image_size", str(args.image_size), "--resize_mode", "keep_ratio", "--encode_quality", "90",
-                "--resize_only_if_bigger", "True",
-                "--timeout", str(args.timeout), "--retries", str(args.retries),
-                # one shard per process: its most favourable setting (each shard waits for its slowest URL)
-                "--number_sample_per_shard", str(-(-urls // 2)),
-                "--enable_wandb", "False"]
-    sets = {"concurrency": args.concurrency, "per_host": args.concurrency, "connect_timeout": args.timeout,
-            "read_timeout": args.timeout, "total_timeout": args.timeout * 2.5, "retries": args.retries,
-            "backoff": 0.2, "image_size": args.image_size, "workers": 2, "shard_size": 1000}
-    cmd = [sys.executable, "-m", "data.download", "--input", str(inputs["parquet"]), "--out", str(out),
-           "--no-progress", "--set", f"paths.root={out.parent}"]
+        return [
+            str(ensure_img2dataset()),
+            "--url_list",
+            str(inputs["csv"]),
+            "--input_format",
+            "csv",
+            "--url_col",
+            "url",
+            "--output_folder",
+            str(out),
+            "--output_format",
+            "files",
+            "--processes_count",
+            "2",
+            "--thread_count",
+            str(args.concurrency // 2),
+            "--image_size",
+            str(args.image_size),
+            "--resize_mode",
+            "keep_ratio",
+            "--encode_quality",
+            "90",
+            "--resize_only_if_bigger",
+            "True",
+            "--timeout",
+            str(args.timeout),
+            "--retries",
+            str(args.retries),
+            # one shard per process: its most favourable setting (each shard waits for its slowest URL)
+            "--number_sample_per_shard",
+            str(-(-urls // 2)),
+            "--enable_wandb",
+            "False",
+        ]
+    sets = {
+        "concurrency": args.concurrency,
+        "per_host": args.concurrency,
+        "connect_timeout": args.timeout,
+        "read_timeout": args.timeout,
+        "total_timeout": args.timeout * 2.5,
+        "retries": args.retries,
+        "backoff": 0.2,
+        "image_size": args.image_size,
+        "workers": 2,
+        "shard_size": 1000,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "data.download",
+        "--input",
+        str(inputs["parquet"]),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        f"paths.root={out.parent}",
+    ]
     for key, value in sets.items():
         cmd += ["--set", f"download.{key}={value}"]
     return cmd
@@ -319,8 +386,20 @@ def start_server(work: Path, args: argparse.Namespace) -> tuple[subprocess.Popen
     """Start the image server in its own process; returns it and its port."""
     port_file = work / "server.port"
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bench_download", "--serve", str(port_file),
-                             "--latency-ms", str(args.latency_ms), "--sigma", str(args.sigma)], cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_download",
+            "--serve",
+            str(port_file),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--sigma",
+            str(args.sigma),
+        ],
+        cwd=REPO,
+    )
     deadline = time.monotonic() + 60
     while not port_file.exists() or not port_file.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -331,18 +410,23 @@ def start_server(work: Path, args: argparse.Namespace) -> tuple[subprocess.Popen
 
 def markdown(results: dict[str, dict[str, float]], expected: int, urls: int) -> str:
     """The results as a markdown table."""
-    lines = ["| tool | images/s | URLs/s | images stored / recoverable | wall s | CPU s | peak memory MB (PSS) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| tool | images/s | URLs/s | images stored / recoverable | wall s | CPU s | peak memory MB (PSS) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     base = results.get("img2dataset", {}).get("images_per_s")
     for tool, r in results.items():
         speed = f"{r['images_per_s']:.0f}" + (f" ({r['images_per_s'] / base:.1f}x)" if base else "")
-        lines.append(f"| {tool} | {speed} | {urls / r['wall_s']:.0f} | {r['stored']} / {expected} | "
-                     f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_mem_mb']:.0f} |")
+        lines.append(
+            f"| {tool} | {speed} | {urls / r['wall_s']:.0f} | {r['stored']} / {expected} | "
+            f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_mem_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
-def run_tools(rows: list[tuple[str, str, str]], tools: list[str], port: int, server_pid: int, work: Path,
-              args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def run_tools(
+    rows: list[tuple[str, str, str]], tools: list[str], port: int, server_pid: int, work: Path, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
     """Run each tool on ``rows`` (its own URL prefix, so its own fresh fault state) and measure it."""
     results: dict[str, dict[str, float]] = {}
     for tool in tools:
@@ -365,16 +449,22 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, object]:
     work.mkdir(parents=True)
     become_subreaper()
     rows = build_rows(max(args.urls, args.steady_urls))
-    short = rows[:args.urls]
+    short = rows[: args.urls]
     server, port = start_server(work, args)
-    report: dict[str, object] = {"urls": len(short), "recoverable": sum(recoverable(n) for _, n, _ in short),
-                                 "settings": vars(args)}
+    report: dict[str, object] = {
+        "urls": len(short),
+        "recoverable": sum(recoverable(n) for _, n, _ in short),
+        "settings": vars(args),
+    }
     try:
         report["results"] = run_tools(short, args.tools.split(","), port, server.pid, work, args)
         if args.steady_urls:
             steady = [t for t in args.tools.split(",") if t != "original"]  # the original would take minutes
-            report["long"] = {"urls": len(rows), "recoverable": sum(recoverable(n) for _, n, _ in rows),
-                              "results": run_tools(rows, steady, port, server.pid, work, args)}
+            report["long"] = {
+                "urls": len(rows),
+                "recoverable": sum(recoverable(n) for _, n, _ in rows),
+                "results": run_tools(rows, steady, port, server.pid, work, args),
+            }
     finally:
         server.terminate()
         server.wait()
@@ -387,15 +477,20 @@ def steady_markdown(short: dict[str, dict[str, float]], long: dict[str, object],
     Fixed costs (start-up, the wait for the last hung URLs) cancel out; what is left is the rate a
     tool keeps on a long list such as the real ~400k URLs.
     """
-    lines = [f"| tool | wall s, {short_urls} URLs | wall s, {long['urls']} URLs | stored, {long['urls']} URLs | "
-             f"images/s, {long['urls']} URLs | steady-state images/s (marginal) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| tool | wall s, {short_urls} URLs | wall s, {long['urls']} URLs | stored, {long['urls']} URLs | "
+        f"images/s, {long['urls']} URLs | steady-state images/s (marginal) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     results = long["results"]
     rates = {t: (r["stored"] - short[t]["stored"]) / (r["wall_s"] - short[t]["wall_s"]) for t, r in results.items()}
     base = rates.get("img2dataset")
     for tool, r in results.items():
         ratio = f" ({rates[tool] / base:.1f}x)" if base else ""
-        lines.append(f"| {tool} | {short[tool]['wall_s']:.1f} | {r['wall_s']:.1f} | {r['stored']} / "
-                     f"{long['recoverable']} | {r['images_per_s']:.0f} | {rates[tool]:.0f}{ratio} |")
+        lines.append(
+            f"| {tool} | {short[tool]['wall_s']:.1f} | {r['wall_s']:.1f} | {r['stored']} / "
+            f"{long['recoverable']} | {r['images_per_s']:.0f} | {rates[tool]:.0f}{ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -404,9 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--urls", type=int, default=5000, help="URLs in the list (default 5000)")
     parser.add_argument("--tools", default="original,img2dataset,ours", help="comma-separated tools to run")
-    parser.add_argument("--steady-urls", type=int, default=20000,
-                        help="also run img2dataset and ours on this many URLs and print their steady-state rates "
-                             "(default 20000; 0: skip)")
+    parser.add_argument(
+        "--steady-urls",
+        type=int,
+        default=20000,
+        help="also run img2dataset and ours on this many URLs and print their steady-state rates "
+        "(default 20000; 0: skip)",
+    )
     parser.add_argument("--concurrency", type=int, default=256, help="requests in flight for every tool")
     parser.add_argument("--timeout", type=float, default=2.0, help="read timeout in seconds (total: 2.5x)")
     parser.add_argument("--retries", type=int, default=2, help="retries for img2dataset and ours")
@@ -425,12 +524,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = run_benchmark(args)
     table = markdown(report["results"], report["recoverable"], report["urls"])
-    print(f"\n{report['urls']} URLs, {report['recoverable']} recoverable; latency lognormal median "
-          f"{args.latency_ms:.0f} ms; {args.concurrency} requests in flight; 2 processes; {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{report['urls']} URLs, {report['recoverable']} recoverable; latency lognormal median "
+        f"{args.latency_ms:.0f} ms; {args.concurrency} requests in flight; 2 processes; {os.cpu_count()} CPUs\n"
+    )
     print(table)
     if "long" in report:
-        print(f"\nsteady state: the same tools on {report['long']['urls']} URLs; marginal rate = extra images "
-              f"stored / extra wall time\n")
+        print(
+            f"\nsteady state: the same tools on {report['long']['urls']} URLs; marginal rate = extra images "
+            f"stored / extra wall time\n"
+        )
         print(steady_markdown(report["results"], report["long"], report["urls"]))
     target = REPO / "bench" / "results" / "download.json"
     target.write_text(json.dumps(report, indent=2, default=str) + "\n")

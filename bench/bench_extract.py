@@ -7,6 +7,7 @@ processes from the same interpreter, alternately, and the table shows the median
 
     make bench-extract                      # or: .venv/bin/python -m bench.bench_extract --rows 551000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.config import REPO_ROOT
+from data.core.config import REPO_ROOT
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amazon-products-csv-sample"
 WORK = REPO_ROOT / "bench" / "results" / "extract"
@@ -33,18 +34,30 @@ def build_replica(raw: Path, rows: int, files: int = 139, seed: int = 0) -> None
         return
     shutil.rmtree(raw, ignore_errors=True)
     raw.mkdir(parents=True)
-    sample = pd.concat([pd.read_csv(p) for p in sorted(SAMPLE.glob("*.csv")) if p.name != "Amazon-Products.csv"],
-                       ignore_index=True)[["name", "main_category", "sub_category", "image", "link", "ratings",
-                                           "no_of_ratings", "discount_price", "actual_price"]]
+    sample = pd.concat(
+        [pd.read_csv(p) for p in sorted(SAMPLE.glob("*.csv")) if p.name != "Amazon-Products.csv"], ignore_index=True
+    )[
+        [
+            "name",
+            "main_category",
+            "sub_category",
+            "image",
+            "link",
+            "ratings",
+            "no_of_ratings",
+            "discount_price",
+            "actual_price",
+        ]
+    ]
     rng = np.random.default_rng(seed)
     picked = sample.iloc[rng.integers(0, len(sample), rows)].reset_index(drop=True)
     # ~5% of rows repeat an earlier URL, as in the real data; the rest get a fresh image id.
     fresh = rng.random(rows) > 0.05
-    ids = pd.Series(rng.integers(0, 36 ** 10, rows)).map(lambda v: np.base_repr(v, 36))
+    ids = pd.Series(rng.integers(0, 36**10, rows)).map(lambda v: np.base_repr(v, 36))
     picked.loc[fresh, "image"] = "https://m.media-amazon.com/images/I/" + ids[fresh] + "._AC_UL320_.jpg"
     bounds = np.linspace(0, rows, files + 1).astype(int)
     for i in range(files):
-        part = picked.iloc[bounds[i]:bounds[i + 1]]
+        part = picked.iloc[bounds[i] : bounds[i + 1]]
         part.to_csv(raw / f"Category {i:03d}.csv", index=(i % 3 == 0))  # some files carry an index column
     picked.to_csv(raw / "Amazon-Products.csv", index=False)
 
@@ -87,10 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"building replica: 139 files, {args.rows:,} rows + Amazon-Products.csv in {raw} ...", flush=True)
     build_replica(raw, args.rows)
     contenders = {
-        "original recipe (pandas, per-file round trip)":
-            [sys.executable, "-m", "bench.bench_extract", "--baseline", str(raw), str(WORK / "out-original")],
-        "make extract (this project)":
-            [sys.executable, "-m", "data.extract", "--raw", str(raw), "--out", str(WORK / "out-ours")],
+        "original recipe (pandas, per-file round trip)": [
+            sys.executable,
+            "-m",
+            "bench.bench_extract",
+            "--baseline",
+            str(raw),
+            str(WORK / "out-original"),
+        ],
+        "make extract (this project)": [
+            sys.executable,
+            "-m",
+            "data.extract",
+            "--raw",
+            str(raw),
+            "--out",
+            str(WORK / "out-ours"),
+        ],
     }
     results: dict[str, list[dict]] = {name: [] for name in contenders}
     for _ in range(args.repeats):
@@ -101,11 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for name, runs in results.items():
         wall = statistics.median(r["wall"] for r in runs)
-        print(f"| {name} | {wall:.2f} | {statistics.median(r['cpu'] for r in runs):.2f} | "
-              f"{max(r['rss_mb'] for r in runs):.0f} | {wall / base:.2f}x |")
+        print(
+            f"| {name} | {wall:.2f} | {statistics.median(r['cpu'] for r in runs):.2f} | "
+            f"{max(r['rss_mb'] for r in runs):.0f} | {wall / base:.2f}x |"
+        )
     report = pd.read_json(WORK / "out-ours" / "extract_report.json", typ="series")
-    print(f"\nours: rows read {report['rows_read']:,} = kept {report['rows_kept']:,} + dropped "
-          f"{report['rows_dropped']:,} (accounting_ok={report['accounting_ok']})")
+    print(
+        f"\nours: rows read {report['rows_read']:,} = kept {report['rows_kept']:,} + dropped "
+        f"{report['rows_dropped']:,} (accounting_ok={report['accounting_ok']})"
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ near chance for both), or pass a locally saved weights file with ``--weights PAT
 
     make bench-train        # or: .venv/bin/python -m bench.bench_train --backbone resnet50 --epochs 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.config import REPO_ROOT
+from data.core.config import REPO_ROOT
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amazon-products-images-sample"
 WORK = REPO_ROOT / "bench" / "results" / "train"
@@ -38,9 +39,18 @@ def build_manifest(images: Path, work: Path) -> Path:
     for path in sorted(images.glob("*/*.jpg")):
         relative = path.relative_to(images).as_posix()
         payload = path.read_bytes()
-        rows.append({"key": hashlib.sha1(relative.encode("utf-8")).hexdigest()[:16], "url": f"file:{relative}",
-                     "label": path.parent.name, "status": "ok", "reason": "", "bytes": len(payload),
-                     "sha256": hashlib.sha256(payload).hexdigest(), "path": relative})
+        rows.append(
+            {
+                "key": hashlib.sha1(relative.encode("utf-8")).hexdigest()[:16],
+                "url": f"file:{relative}",
+                "label": path.parent.name,
+                "status": "ok",
+                "reason": "",
+                "bytes": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "path": relative,
+            }
+        )
     manifest = work / "images" / "manifest.parquet"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(manifest, index=False)
@@ -60,29 +70,45 @@ def run_contender(run_id: str, manifest: Path, images: Path, work: Path, options
     epochs = [r["seconds"] for r in result.metrics["history"] if r["phase"] == "frozen"]
     embedding = float(frozen.get("embedding_seconds", 0.0))
     phase_total = embedding + sum(epochs)
-    return {"embedding": embedding, "median_epoch": statistics.median(epochs),
-            "phase_total": phase_total, "amortized": phase_total / len(epochs), "epochs": len(epochs),
-            "wall": wall, "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
-            "hits": frozen.get("cache", {}).get("cache_hits"), "test_images": test["samples"]}
+    return {
+        "embedding": embedding,
+        "median_epoch": statistics.median(epochs),
+        "phase_total": phase_total,
+        "amortized": phase_total / len(epochs),
+        "epochs": len(epochs),
+        "wall": wall,
+        "accuracy": test["accuracy"],
+        "macro_f1": test["macro_f1"],
+        "hits": frozen.get("cache", {}).get("cache_hits"),
+        "test_images": test["samples"],
+    }
 
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace, images: int) -> str:
     """The markdown table and the ratios."""
     weights = "none (random: offline, no imagenet)" if args.weights == "none" else args.weights
-    lines = [f"Frozen phase, {args.backbone} @ {args.image_size} px, weights {weights}, batch {args.batch_size}, "
-             f"{args.epochs} epochs, {images} photos (80/10/10 split), {os.cpu_count()} CPU cores", "",
-             "| recipe | one-time embedding (s) | median s / epoch | frozen phase total (s) | s / epoch incl. "
-             "embedding | train() wall (s) | test accuracy | test macro-F1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Frozen phase, {args.backbone} @ {args.image_size} px, weights {weights}, batch {args.batch_size}, "
+        f"{args.epochs} epochs, {images} photos (80/10/10 split), {os.cpu_count()} CPU cores",
+        "",
+        "| recipe | one-time embedding (s) | median s / epoch | frozen phase total (s) | s / epoch incl. "
+        "embedding | train() wall (s) | test accuracy | test macro-F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['embedding']:.1f} | {r['median_epoch']:.3f} | {r['phase_total']:.1f} | "
-                     f"{r['amortized']:.2f} | {r['wall']:.1f} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} |")
+        lines.append(
+            f"| {r['name']} | {r['embedding']:.1f} | {r['median_epoch']:.3f} | {r['phase_total']:.1f} | "
+            f"{r['amortized']:.2f} | {r['wall']:.1f} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} |"
+        )
     base, cold = rows[0], rows[1]
-    lines += ["", f"speed-up, s / epoch including the one-time embedding pass: "
-                  f"{base['amortized'] / cold['amortized']:.1f}x; steady state (head epoch vs backbone epoch): "
-                  f"{base['median_epoch'] / cold['median_epoch']:.0f}x; whole frozen phase: "
-                  f"{base['phase_total'] / cold['phase_total']:.1f}x (cold cache), "
-                  f"{base['phase_total'] / rows[2]['phase_total']:.1f}x (warm cache)"]
+    lines += [
+        "",
+        f"speed-up, s / epoch including the one-time embedding pass: "
+        f"{base['amortized'] / cold['amortized']:.1f}x; steady state (head epoch vs backbone epoch): "
+        f"{base['median_epoch'] / cold['median_epoch']:.0f}x; whole frozen phase: "
+        f"{base['phase_total'] / cold['phase_total']:.1f}x (cold cache), "
+        f"{base['phase_total'] / rows[2]['phase_total']:.1f}x (warm cache)",
+    ]
     return "\n".join(lines)
 
 
@@ -97,20 +123,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (runs, cache), emptied first")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (models: ~100 MB each)")
     args = parser.parse_args(argv)
-    from data.common import setup_logging
+    from data.core.cli import setup_logging
     from train.options import TrainOptions
 
     setup_logging(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices: one per model built
     shutil.rmtree(args.work, ignore_errors=True)
     manifest = build_manifest(args.images, args.work)
-    common = TrainOptions(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-                          batch_size=args.batch_size, epochs=args.epochs, fine_tune_epochs=0,
-                          patience=args.epochs, augment=False, cache_dir=str(args.work / "cache"))
+    common = TrainOptions(
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        fine_tune_epochs=0,
+        patience=args.epochs,
+        augment=False,
+        cache_dir=str(args.work / "cache"),
+    )
     rows = []
-    for run_id, name, cached in (("original", "original: backbone forward every epoch", False),
-                                 ("cache-cold", "ours: embedding cache (cold)", True),
-                                 ("cache-warm", "ours: embedding cache (warm, 2nd run)", True)):
+    for run_id, name, cached in (
+        ("original", "original: backbone forward every epoch", False),
+        ("cache-cold", "ours: embedding cache (cold)", True),
+        ("cache-warm", "ours: embedding cache (warm, 2nd run)", True),
+    ):
         options = dataclasses.replace(common, embedding_cache=cached)
         rows.append({**run_contender(run_id, manifest, args.images, args.work, options), "name": name})
     print(table(rows, args, len(pd.read_parquet(manifest))))

@@ -12,6 +12,7 @@ preprocessing lives *inside* the model and runs exactly once:
 Weights: ``imagenet`` (Keras downloads them to ``~/.keras/models``), ``none`` (random), or a path to a weights
 file of the underlying application (``.h5`` / ``.weights.h5``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,9 @@ def _vgg19(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
 
 
 def _mobilenet_v3_small(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    return keras.applications.MobileNetV3Small(include_top=False, weights=weights, input_shape=shape,
-                                               pooling="avg", include_preprocessing=True)
+    return keras.applications.MobileNetV3Small(
+        include_top=False, weights=weights, input_shape=shape, pooling="avg", include_preprocessing=True
+    )
 
 
 def _efficientnet_b0(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
@@ -106,8 +108,9 @@ def resolve_weights(weights: str | None) -> str | None:
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsUnavailable(f"weights file {path} does not exist (train.weights must be imagenet, none "
-                                 "or the path of a weights file)")
+        raise WeightsUnavailable(
+            f"weights file {path} does not exist (train.weights must be imagenet, none or the path of a weights file)"
+        )
     return str(path)
 
 

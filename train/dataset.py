@@ -7,6 +7,7 @@ photos stay together. It is saved with each run as ``split.csv`` (key, path, lab
 beside ``classes.json`` (sorted class names); evaluate, label and later runs read it back instead of
 re-deriving it, and ``train.split_file`` makes a new run keep an earlier run's assignment.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from data.common import atomic_write_with, write_json
+from data.core.io import atomic_write_with, write_json
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -71,7 +72,7 @@ def stratified_split(frame: pd.DataFrame, ratios: Sequence[float], seed: int) ->
         unique = sorted(members.unique(), key=lambda g: _rank(g, seed))
         _, n_val, n_test = split_counts(len(unique), ratios)
         chosen = {g: "test" for g in unique[:n_test]}
-        chosen.update({g: "validation" for g in unique[n_test:n_test + n_val]})
+        chosen.update({g: "validation" for g in unique[n_test : n_test + n_val]})
         result.loc[members.index] = members.map(lambda g: chosen.get(g, "train")).to_numpy()
     return result
 
@@ -99,9 +100,15 @@ class ImageDataSet:
     summary: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_manifest(cls, manifest: Path, images_dir: Path | None = None, *,
-                      ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42,
-                      split_file: Path | None = None) -> "ImageDataSet":
+    def from_manifest(
+        cls,
+        manifest: Path,
+        images_dir: Path | None = None,
+        *,
+        ratios: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 42,
+        split_file: Path | None = None,
+    ) -> "ImageDataSet":
         """Build the data set from the download manifest: rows with status ``ok`` whose file exists.
 
         Args:
@@ -123,8 +130,7 @@ class ImageDataSet:
             raise DataSetError(f"{manifest} lists no stored image ({len(rows)} rows, dropped: {dropped})")
         frame["split"] = _assign_split(frame, ratios, seed, split_file)
         data = cls._from_frame(frame, images_dir)
-        data.summary = {"manifest_rows": int(len(rows)), "used": int(len(frame)), "dropped": dropped,
-                        **data.summary}
+        data.summary = {"manifest_rows": int(len(rows)), "used": int(len(frame)), "dropped": dropped, **data.summary}
         return data
 
     @classmethod
@@ -135,15 +141,19 @@ class ImageDataSet:
         return cls._from_frame(frame, Path(images_dir), classes)
 
     @classmethod
-    def _from_frame(cls, frame: pd.DataFrame, images_dir: Path,
-                    classes: tuple[str, ...] | None = None) -> "ImageDataSet":
+    def _from_frame(
+        cls, frame: pd.DataFrame, images_dir: Path, classes: tuple[str, ...] | None = None
+    ) -> "ImageDataSet":
         classes = classes or tuple(sorted(frame["label"].unique()))
         frame = frame[SPLIT_COLUMNS].astype(str).sort_values(["split", "label", "key"], kind="stable")
         frame = frame.reset_index(drop=True)
         frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
         per_split = {s: frame[frame["split"] == s]["label"].value_counts().sort_index().to_dict() for s in SPLITS}
-        summary = {"classes": list(classes), "splits": {s: int((frame["split"] == s).sum()) for s in SPLITS},
-                   "per_class": per_split}
+        summary = {
+            "classes": list(classes),
+            "splits": {s: int((frame["split"] == s).sum()) for s in SPLITS},
+            "per_class": per_split,
+        }
         return cls(frame=frame, classes=classes, images_dir=images_dir, summary=summary)
 
     def save(self, run_dir: Path) -> None:
@@ -171,14 +181,31 @@ class ImageDataSet:
         total = counts.sum()
         return {i: float(total / (len(self.classes) * c)) if c else 1.0 for i, c in enumerate(counts)}
 
-    def tf_dataset(self, split: str, image_size: int, batch_size: int, *, augment: bool = False,
-                   shuffle: bool = False, seed: int = 0, with_labels: bool = True) -> "tf.data.Dataset":
+    def tf_dataset(
+        self,
+        split: str,
+        image_size: int,
+        batch_size: int,
+        *,
+        augment: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
+        with_labels: bool = True,
+    ) -> "tf.data.Dataset":
         """Batches of ``(RGB 0-255 pixels, one-hot label)`` of one split (see ``train/pipeline.py``)."""
         from train.pipeline import image_dataset
 
         labels = self.labels(split) if with_labels else None
-        return image_dataset(self.files(split), labels, len(self.classes), image_size, batch_size,
-                             augment=augment, shuffle=shuffle, seed=seed)
+        return image_dataset(
+            self.files(split),
+            labels,
+            len(self.classes),
+            image_size,
+            batch_size,
+            augment=augment,
+            shuffle=shuffle,
+            seed=seed,
+        )
 
 
 def _usable_rows(rows: pd.DataFrame, images_dir: Path) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -210,6 +237,10 @@ def _assign_split(frame: pd.DataFrame, ratios: Sequence[float], seed: int, split
     new = split.isna()
     if new.any():
         split[new] = stratified_split(frame[new], ratios, seed)
-    log.info("split from %s: %d images kept their split, %d new ones split anew", split_file,
-             int((~new).sum()), int(new.sum()))
+    log.info(
+        "split from %s: %d images kept their split, %d new ones split anew",
+        split_file,
+        int((~new).sum()),
+        int(new.sum()),
+    )
     return split

@@ -4,6 +4,7 @@
 machine, each started with the same ``TF_CONFIG`` cluster and its own task index), ``MirroredStrategy``
 when this machine has more than one GPU, otherwise the default (single-device) strategy.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -9,6 +9,7 @@ pipeline version, so another backbone, size or set of weights gets its own folde
 filed under the sha1 of the image file's bytes, so a changed image is simply a miss. Shards are written
 atomically and only ever added, so an interrupted pass keeps what it finished.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,12 +24,12 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.common import atomic_write_with, write_json
+from data.core.io import atomic_write_with, write_json
 
 log = logging.getLogger(__name__)
 
 PIPELINE_VERSION = "1"  # bump when train/pipeline.py changes how evaluation images are decoded or resized
-CHUNK = 2048            # images per shard: the unit of progress kept after an interruption
+CHUNK = 2048  # images per shard: the unit of progress kept after an interruption
 
 
 def file_digest(path: Path) -> str:
@@ -81,8 +82,9 @@ class _PredictProgress(keras.callbacks.Callback):
         self.bar.update(1)
 
 
-def embed_files(backbone: keras.Model, files: Sequence[Path], cache: EmbeddingCache, image_size: int,
-                batch_size: int) -> tuple[np.ndarray, dict[str, int]]:
+def embed_files(
+    backbone: keras.Model, files: Sequence[Path], cache: EmbeddingCache, image_size: int, batch_size: int
+) -> tuple[np.ndarray, dict[str, int]]:
     """Embeddings of ``files`` (aligned with them), computing only those the cache does not hold.
 
     Returns:
@@ -96,14 +98,13 @@ def embed_files(backbone: keras.Model, files: Sequence[Path], cache: EmbeddingCa
     for digest, path in zip(digests, files):
         if digest not in known:
             todo.setdefault(digest, path)
-    stats = {"images": len(files), "cache_hits": len(files) - sum(d in todo for d in digests),
-             "computed": len(todo)}
+    stats = {"images": len(files), "cache_hits": len(files) - sum(d in todo for d in digests), "computed": len(todo)}
     if todo:
         log.info("embedding cache %s: computing %d of %d images", cache.dir, len(todo), len(files))
         items = list(todo.items())
         with tqdm(total=-(-len(items) // batch_size), desc="embedding", unit="batch") as bar:
             for start in range(0, len(items), CHUNK):
-                chunk = items[start:start + CHUNK]
+                chunk = items[start : start + CHUNK]
                 ds = image_dataset([p for _, p in chunk], None, 1, image_size, batch_size)
                 vectors = backbone.predict(ds, verbose=0, callbacks=[_PredictProgress(bar)])
                 cache.add([d for d, _ in chunk], vectors)

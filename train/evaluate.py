@@ -7,6 +7,7 @@ macro-F1, per-class precision/recall/F1, most confused pairs, confusion matrix),
 confusion_matrix.csv/.png, confused_pairs.csv, predictions.csv (per image: prediction, confidence, loss)
 and gallery.png (the highest-loss images); the confusion matrix also goes to TensorBoard (``logs/test``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from data.common import atomic_write_with, fail, setup_logging, write_json
-from data.config import ConfigError, add_config_args, config_from_args
+from data.core.cli import fail, setup_logging
+from data.core.io import atomic_write_with, write_json
+from data.core.config import ConfigError, add_config_args, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +51,36 @@ def _write_csv(target: Path, frame: pd.DataFrame, index: bool = False) -> None:
     atomic_write_with(target, lambda p: frame.to_csv(p, index=index))
 
 
-def _write_outputs(out_dir: Path, report: dict[str, Any], predictions: pd.DataFrame, classes: tuple[str, ...],
-                   images_dir: Path, gallery_size: int) -> None:
+def _write_outputs(
+    out_dir: Path,
+    report: dict[str, Any],
+    predictions: pd.DataFrame,
+    classes: tuple[str, ...],
+    images_dir: Path,
+    gallery_size: int,
+) -> None:
     """Every file of the evaluation folder."""
     from train.reporting import confusion_png, gallery_png, write_png
 
     cm = np.asarray(report["confusion_matrix"])
-    _write_csv(out_dir / "confusion_matrix.csv",
-               pd.DataFrame(cm, index=pd.Index(classes, name="true \\ predicted"), columns=classes), index=True)
+    _write_csv(
+        out_dir / "confusion_matrix.csv",
+        pd.DataFrame(cm, index=pd.Index(classes, name="true \\ predicted"), columns=classes),
+        index=True,
+    )
     write_png(out_dir / "confusion_matrix.png", confusion_png(cm, classes, "test confusion matrix"))
     per_class = pd.DataFrame.from_dict(report["per_class"], orient="index").rename_axis("class").reset_index()
     _write_csv(out_dir / "per_class.csv", per_class)
-    _write_csv(out_dir / "confused_pairs.csv",
-               pd.DataFrame(report["most_confused"], columns=["true", "predicted", "count", "share_of_true"]))
+    _write_csv(
+        out_dir / "confused_pairs.csv",
+        pd.DataFrame(report["most_confused"], columns=["true", "predicted", "count", "share_of_true"]),
+    )
     _write_csv(out_dir / "predictions.csv", predictions)
     worst = predictions.sort_values("loss", ascending=False, kind="stable").head(gallery_size)
     images = [_thumbnail(images_dir / p) for p in worst["path"]]
-    captions = [f"true: {t}\npred: {p} ({c:.2f})"
-                for t, p, c in zip(worst["label"], worst["predicted"], worst["confidence"])]
+    captions = [
+        f"true: {t}\npred: {p} ({c:.2f})" for t, p, c in zip(worst["label"], worst["predicted"], worst["confidence"])
+    ]
     write_png(out_dir / "gallery.png", gallery_png(images, captions))
     write_json(out_dir / "metrics.json", report)
 
@@ -97,15 +111,23 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
     y_true = data.labels(options.split)
     report = classification_report(y_true, probs, data.classes, options.top_confused)
     report = {"run_id": run_dir.name, "split": options.split, **report}
-    predictions = rows[["key", "path", "label"]].reset_index(drop=True).assign(
-        predicted=[data.classes[i] for i in probs.argmax(axis=1)],
-        confidence=probs.max(axis=1).round(4),
-        loss=cross_entropy(y_true, probs).round(4))
+    predictions = (
+        rows[["key", "path", "label"]]
+        .reset_index(drop=True)
+        .assign(
+            predicted=[data.classes[i] for i in probs.argmax(axis=1)],
+            confidence=probs.max(axis=1).round(4),
+            loss=cross_entropy(y_true, probs).round(4),
+        )
+    )
     out_dir = run_dir / ("evaluation" if options.split == "test" else f"evaluation_{options.split}")
     _write_outputs(out_dir, report, predictions, data.classes, images_dir, options.gallery_size)
-    log_png(run_dir / "logs" / options.split, "confusion_matrix",
-            confusion_png(np.asarray(report["confusion_matrix"]), data.classes, f"{options.split} confusion matrix"),
-            step=0)
+    log_png(
+        run_dir / "logs" / options.split,
+        "confusion_matrix",
+        confusion_png(np.asarray(report["confusion_matrix"]), data.classes, f"{options.split} confusion matrix"),
+        step=0,
+    )
     log.info("evaluation written to %s", out_dir)
     return report
 
@@ -124,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     add_config_args(parser)
     parser.add_argument("--run", default=None, help="latest (default), a run id or a run folder")
-    parser.add_argument("--split", choices=("train", "validation", "test"), default=None,
-                        help="which split to score (default: test)")
+    parser.add_argument(
+        "--split", choices=("train", "validation", "test"), default=None, help="which split to score (default: test)"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     from train.dataset import DataSetError
@@ -144,8 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataSetError, RunNotFound) as exc:
         fail(str(exc))
     print(f"run: {run_dir}  split: {report['split']}  images: {report['samples']}")
-    print(f"accuracy {report['accuracy']:.3f}  top-3 {report['top3_accuracy']:.3f}  "
-          f"macro-F1 {report['macro_f1']:.3f}  loss {report['loss']:.3f}")
+    print(
+        f"accuracy {report['accuracy']:.3f}  top-3 {report['top3_accuracy']:.3f}  "
+        f"macro-F1 {report['macro_f1']:.3f}  loss {report['loss']:.3f}"
+    )
     for pair in report["most_confused"][:3]:
         print(f"  confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
     print(f"outputs: {run_dir / ('evaluation' if report['split'] == 'test' else 'evaluation_' + report['split'])}")

@@ -3,6 +3,7 @@
 Training reports the same quantities through Keras metrics per epoch; these functions give the final,
 exact numbers for ``metrics.json`` and ``make evaluate``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -59,8 +60,14 @@ def most_confused(cm: np.ndarray, classes: Sequence[str], limit: int = 10) -> li
     for i, j in zip(*np.nonzero(cm)):
         if i != j:
             share = cm[i, j] / cm[i].sum()
-            pairs.append({"true": classes[i], "predicted": classes[j], "count": int(cm[i, j]),
-                          "share_of_true": round(float(share), 4)})
+            pairs.append(
+                {
+                    "true": classes[i],
+                    "predicted": classes[j],
+                    "count": int(cm[i, j]),
+                    "share_of_true": round(float(share), 4),
+                }
+            )
     pairs.sort(key=lambda p: (-p["count"], -p["share_of_true"], p["true"], p["predicted"]))
     return pairs[:limit]
 
@@ -72,18 +79,23 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(picked, 1e-7, 1.0))
 
 
-def classification_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
-                          top_confused: int = 10) -> dict[str, Any]:
+def classification_report(
+    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], top_confused: int = 10
+) -> dict[str, Any]:
     """Everything ``make evaluate`` reports, as a JSON-ready dict (plus the confusion matrix as a list)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = probs.argmax(axis=1)
     cm = confusion_matrix(y_true, y_pred, len(classes))
     scores = per_class_scores(cm)
-    per_class = {name: {"precision": round(float(scores["precision"][i]), 4),
-                        "recall": round(float(scores["recall"][i]), 4),
-                        "f1": round(float(scores["f1"][i]), 4),
-                        "support": int(scores["support"][i])}
-                 for i, name in enumerate(classes)}
+    per_class = {
+        name: {
+            "precision": round(float(scores["precision"][i]), 4),
+            "recall": round(float(scores["recall"][i]), 4),
+            "f1": round(float(scores["f1"][i]), 4),
+            "support": int(scores["support"][i]),
+        }
+        for i, name in enumerate(classes)
+    }
     return {
         "samples": int(len(y_true)),
         "accuracy": round(float((y_pred == y_true).mean()) if len(y_true) else 0.0, 4),

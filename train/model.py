@@ -1,4 +1,5 @@
 """Classifier heads and the full model: pixels -> backbone (preprocessing inside) -> embedding -> head."""
+
 from __future__ import annotations
 
 import keras
@@ -35,6 +36,8 @@ def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
     """
     inputs = keras.Input(backbone.input_shape[1:], name="pixels")
     features = backbone(inputs, training=False)
+    # Named so that label, visualise and deploy can read the penultimate features (train/predict.py).
+    features = keras.layers.Identity(name="embedding")(features)
     return keras.Model(inputs, head(features), name="classifier")
 
 

@@ -1,4 +1,5 @@
 """``TrainOptions``: the ``[train]`` section of data/config.toml as a typed, frozen dataclass."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.config import Config, ConfigError, apply_override
+from data.core.config import Config, ConfigError, apply_override
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class TrainOptions:
         """Options from a loaded configuration, with ``{root}``-style placeholders in paths expanded."""
         options = cls.from_section(cfg.section("train"))
         paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
-        return dataclasses.replace(options, cache_dir=options.cache_dir.format(**paths),
-                                   split_file=options.split_file.format(**paths))
+        return dataclasses.replace(
+            options, cache_dir=options.cache_dir.format(**paths), split_file=options.split_file.format(**paths)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (``split`` as a list)."""
@@ -75,7 +77,7 @@ class TrainOptions:
 
 def save_options(run_dir: Path, options: TrainOptions) -> None:
     """Write ``options.json`` into a run folder (what ``--resume`` reads back)."""
-    from data.common import write_json
+    from data.core.io import write_json
 
     write_json(run_dir / "options.json", options.to_dict())
 

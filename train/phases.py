@@ -4,6 +4,7 @@ Checkpoints live in ``{run}/checkpoints/``: ``state.json`` (which phases are don
 line per finished epoch), the best weights of each phase, and Keras ``BackupAndRestore`` folders holding the
 last finished epoch of the phase in progress (weights, optimizer state, epoch) for ``--resume``.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 
 import keras
 
-from data.common import write_json
+from data.core.io import write_json
 from train.backbones import unfreeze_top, weights_fingerprint
 from train.dataset import ImageDataSet
 from train.embeddings import EmbeddingCache, embed_files
@@ -90,28 +91,50 @@ def _best_val_loss(ctx: PhaseContext, phases: Sequence[str]) -> float | None:
     return min(losses) if losses else None
 
 
-def _fit(ctx: PhaseContext, model: keras.Model, phase: str, train_ds: Any, val_ds: Any,
-         initial_epoch: int, epochs: int, threshold: float | None) -> Path:
+def _fit(
+    ctx: PhaseContext,
+    model: keras.Model,
+    phase: str,
+    train_ds: Any,
+    val_ds: Any,
+    initial_epoch: int,
+    epochs: int,
+    threshold: float | None,
+) -> Path:
     """``model.fit`` with backup/restore, best-weights checkpoint, early stopping, TensorBoard, epoch log."""
     best = ctx.checkpoints / f"{phase}_best.weights.h5"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(ctx.checkpoints / f"{phase}_backup")),
-        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=threshold),
+        keras.callbacks.ModelCheckpoint(
+            str(best),
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=threshold,
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=ctx.options.patience),
         keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "logs"), write_graph=False),
         EpochLog(ctx.checkpoints / "history.jsonl", phase),
         *ctx.extra_callbacks,
     ]
-    model.fit(train_ds, validation_data=val_ds, shuffle=False, initial_epoch=initial_epoch, epochs=epochs,
-              class_weight=ctx.data.class_weights(), callbacks=callbacks, verbose=2)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        shuffle=False,
+        initial_epoch=initial_epoch,
+        epochs=epochs,
+        class_weight=ctx.data.class_weights(),
+        callbacks=callbacks,
+        verbose=2,
+    )
     return best
 
 
 def _image_datasets(ctx: PhaseContext) -> tuple[Any, Any]:
     o = ctx.options
-    train_ds = ctx.data.tf_dataset("train", o.image_size, ctx.global_batch, augment=o.augment,
-                                   shuffle=True, seed=o.seed)
+    train_ds = ctx.data.tf_dataset(
+        "train", o.image_size, ctx.global_batch, augment=o.augment, shuffle=True, seed=o.seed
+    )
     return train_ds, ctx.data.tf_dataset("validation", o.image_size, ctx.global_batch)
 
 
@@ -119,21 +142,34 @@ def frozen_on_cache(ctx: PhaseContext, backbone: keras.Model, head: keras.Model)
     """Phase 1, fast path: embed every image once (cached on disk), train the head on the vectors."""
     o = ctx.options
     started = time.perf_counter()
-    cache = EmbeddingCache(Path(o.cache_dir), {"backbone": o.backbone, "image_size": o.image_size,
-                                               "weights": weights_fingerprint(backbone), "policy": ctx.policy})
+    cache = EmbeddingCache(
+        Path(o.cache_dir),
+        {
+            "backbone": o.backbone,
+            "image_size": o.image_size,
+            "weights": weights_fingerprint(backbone),
+            "policy": ctx.policy,
+        },
+    )
     n_train = len(ctx.data.rows("train"))
-    vectors, stats = embed_files(backbone, ctx.data.files("train") + ctx.data.files("validation"), cache,
-                                 o.image_size, ctx.global_batch)
+    vectors, stats = embed_files(
+        backbone, ctx.data.files("train") + ctx.data.files("validation"), cache, o.image_size, ctx.global_batch
+    )
     x_train, x_val = vectors[:n_train], vectors[n_train:]
     embedding_seconds = time.perf_counter() - started
     compile_model(head, o.learning_rate)
-    train_ds = vector_dataset(x_train, ctx.data.labels("train"), len(ctx.data.classes), ctx.global_batch,
-                              shuffle=True, seed=o.seed)
+    train_ds = vector_dataset(
+        x_train, ctx.data.labels("train"), len(ctx.data.classes), ctx.global_batch, shuffle=True, seed=o.seed
+    )
     val_ds = vector_dataset(x_val, ctx.data.labels("validation"), len(ctx.data.classes), ctx.global_batch)
     best = _fit(ctx, head, "frozen", train_ds, val_ds, 0, o.epochs, _best_val_loss(ctx, ["frozen"]))
     load_weights(head, best)
-    return {"mode": "embedding_cache", "cache_dir": str(cache.dir), "embedding_seconds": round(embedding_seconds, 3),
-            "cache": stats}
+    return {
+        "mode": "embedding_cache",
+        "cache_dir": str(cache.dir),
+        "embedding_seconds": round(embedding_seconds, 3),
+        "cache": stats,
+    }
 
 
 def frozen_on_images(ctx: PhaseContext, backbone: keras.Model, model: keras.Model) -> dict[str, Any]:
@@ -157,8 +193,16 @@ def fine_tune(ctx: PhaseContext, backbone: keras.Model, model: keras.Model) -> d
     compile_model(model, o.fine_tune_learning_rate)
     start = max((r["epoch"] for r in ctx.history() if r["phase"] == "frozen"), default=0)
     train_ds, val_ds = _image_datasets(ctx)
-    best = _fit(ctx, model, "fine_tune", train_ds, val_ds, start, start + o.fine_tune_epochs,
-                _best_val_loss(ctx, ["frozen", "fine_tune"]))
+    best = _fit(
+        ctx,
+        model,
+        "fine_tune",
+        train_ds,
+        val_ds,
+        start,
+        start + o.fine_tune_epochs,
+        _best_val_loss(ctx, ["frozen", "fine_tune"]),
+    )
     improved = best.is_file()
     load_weights(model, best if improved else ctx.checkpoints / "phase1_model.weights.h5")
     return {"mode": "fine_tune", "unfrozen_layers": unfrozen, "improved": improved}

@@ -3,6 +3,7 @@
 Images leave the pipeline as RGB ``float32`` pixels in **0-255**: every backbone applies its own
 preprocessing inside the model, exactly once (see ``train/backbones.py``). Nothing here rescales.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -37,9 +38,17 @@ def decode_augmented(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def image_dataset(paths: Sequence[str], labels: np.ndarray | None, num_classes: int, image_size: int,
-                  batch_size: int, *, augment: bool = False, shuffle: bool = False,
-                  seed: int = 0) -> tf.data.Dataset:
+def image_dataset(
+    paths: Sequence[str],
+    labels: np.ndarray | None,
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    *,
+    augment: bool = False,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
     """Batches of ``(pixels, one-hot label)``, or of pixels alone when ``labels`` is None.
 
     Args:
@@ -66,8 +75,9 @@ def image_dataset(paths: Sequence[str], labels: np.ndarray | None, num_classes: 
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def vector_dataset(vectors: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, *,
-                   shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def vector_dataset(
+    vectors: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, *, shuffle: bool = False, seed: int = 0
+) -> tf.data.Dataset:
     """Batches of ``(cached embedding, one-hot label)`` for training a head on the embedding cache."""
     onehot = tf.one_hot(np.asarray(labels, dtype=np.int32), num_classes)
     ds = tf.data.Dataset.from_tensor_slices((vectors.astype(np.float32), onehot))

@@ -1,4 +1,5 @@
 """Pictures and TensorBoard records of a run: confusion matrices, the highest-loss gallery, hyperparameters."""
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,15 @@ def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "confusio
     ax.set_title(title)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
     return _figure_png(fig)
 
 
@@ -84,6 +92,6 @@ def log_hparams(log_dir: Path, run_id: str, hparams: dict[str, Any], results: di
 
 def write_png(target: Path, png: bytes) -> None:
     """Save PNG bytes to a file (atomic)."""
-    from data.common import atomic_write_bytes
+    from data.core.io import atomic_write_bytes
 
     atomic_write_bytes(target, png)

@@ -3,17 +3,19 @@
 A run id is a UTC timestamp plus the backbone (``20240501-101500-resnet50``), so runs sort by time and say
 what they trained. Evaluate, label and deploy resolve ``latest``, a run id or a folder path the same way.
 """
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from data.common import atomic_write_bytes
+from data.core.errors import InputError
+from data.core.io import atomic_write_bytes
 
 LATEST = "latest"
 
 
-class RunNotFound(FileNotFoundError):
+class RunNotFound(InputError, FileNotFoundError):
     """A run reference that names no run folder."""
 
 

@@ -7,6 +7,7 @@ Reads ``{processed}/images/manifest.parquet``; writes ``{runs}/<run_id>/``: conf
 options.json, classes.json, split.csv, model.keras, metrics.json, checkpoints/, logs/ (TensorBoard), and
 points ``{runs}/latest`` at it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data.common import fail, setup_logging, write_json
-from data.config import Config, ConfigError, add_config_args, config_from_args
+from data.core.cli import fail, setup_logging
+from data.core.io import write_json
+from data.core.config import Config, ConfigError, add_config_args, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,13 @@ def _epoch_summary(history: list[dict[str, Any]], phase: str) -> dict[str, Any]:
         return {"epochs": 0}
     seconds = [r["seconds"] for r in records]
     best = min(records, key=lambda r: r.get("val_loss", float("inf")))
-    return {"epochs": len(records), "seconds": round(sum(seconds), 3),
-            "seconds_per_epoch": round(sum(seconds) / len(seconds), 4), "best_epoch": best["epoch"],
-            "best": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")}}
+    return {
+        "epochs": len(records),
+        "seconds": round(sum(seconds), 3),
+        "seconds_per_epoch": round(sum(seconds) / len(seconds), 4),
+        "best_epoch": best["epoch"],
+        "best": {k: round(v, 4) for k, v in best.items() if k.startswith("val_")},
+    }
 
 
 def _save_model(model: Any, target: Path) -> None:
@@ -52,8 +58,9 @@ def _save_model(model: Any, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _validation_report(model: Any, data: Any, options: Any, global_batch: int, log_dir: Path,
-                       step: int) -> dict[str, Any]:
+def _validation_report(
+    model: Any, data: Any, options: Any, global_batch: int, log_dir: Path, step: int
+) -> dict[str, Any]:
     """Final numbers on the validation split, and its confusion matrix as a TensorBoard image."""
     from train.metrics import classification_report
     from train.reporting import confusion_png, log_png
@@ -66,9 +73,17 @@ def _validation_report(model: Any, data: Any, options: Any, global_batch: int, l
     return report
 
 
-def train(manifest: Path, runs_dir: Path, options: Any, *, images_dir: Path | None = None,
-          run_id: str | None = None, resume: Path | None = None, config: Config | None = None,
-          callbacks: Sequence[Any] = ()) -> TrainResult:
+def train(
+    manifest: Path,
+    runs_dir: Path,
+    options: Any,
+    *,
+    images_dir: Path | None = None,
+    run_id: str | None = None,
+    resume: Path | None = None,
+    config: Config | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
     """Train a classifier from the download manifest; resume an interrupted run with ``resume``.
 
     Args:
@@ -100,16 +115,18 @@ def train(manifest: Path, runs_dir: Path, options: Any, *, images_dir: Path | No
         data = ImageDataSet.from_run(run_dir, images_dir)
     else:
         split_file = Path(options.split_file) if options.split_file else None
-        data = ImageDataSet.from_manifest(manifest, images_dir, ratios=options.split, seed=options.seed,
-                                          split_file=split_file)
+        data = ImageDataSet.from_manifest(
+            manifest, images_dir, ratios=options.split, seed=options.seed, split_file=split_file
+        )
     for split in ("train", "validation"):
         if not len(data.rows(split)):
             raise DataSetError(f"the {split} split is empty ({data.summary.get('splits')}): need more images")
     strategy = make_strategy(options.strategy)
     chief = is_chief(strategy)
     out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="train-worker-"))
-    log.info("run %s: %s images %s, %d classes", run_dir.name, len(data.frame), data.summary["splits"],
-             len(data.classes))
+    log.info(
+        "run %s: %s images %s, %d classes", run_dir.name, len(data.frame), data.summary["splits"], len(data.classes)
+    )
     global_batch = options.batch_size * strategy.num_replicas_in_sync
     with precision_policy(options.mixed_precision) as policy, strategy.scope():
         backbone = build_backbone(options.backbone, options.image_size, options.weights)
@@ -123,20 +140,30 @@ def train(manifest: Path, runs_dir: Path, options: Any, *, images_dir: Path | No
         ctx = PhaseContext(data, options, out_dir, global_batch, policy, tuple(callbacks))
         report = run_phases(ctx, backbone, head, model)
         history = ctx.history()
-        validation = _validation_report(model, data, options, global_batch, out_dir / "logs",
-                                        max((r["epoch"] for r in history), default=0))
+        validation = _validation_report(
+            model, data, options, global_batch, out_dir / "logs", max((r["epoch"] for r in history), default=0)
+        )
     if not chief:
         return TrainResult(run_dir, {})
     _save_model(model, out_dir / "model.keras")
     metrics = {
-        "run_id": run_dir.name, "backbone": options.backbone, "weights": options.weights,
-        "image_size": options.image_size, "data": data.summary,
+        "run_id": run_dir.name,
+        "backbone": options.backbone,
+        "weights": options.weights,
+        "image_size": options.image_size,
+        "data": data.summary,
         "phases": {name: {**info, **_epoch_summary(history, name)} for name, info in report.items()},
-        "validation": validation, "history": history, "seconds": round(time.perf_counter() - started, 2),
+        "validation": validation,
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 2),
     }
     write_json(out_dir / "metrics.json", metrics)
-    log_hparams(out_dir / "logs", run_dir.name, options.to_dict(),
-                {k: float(validation[k]) for k in ("accuracy", "top3_accuracy", "macro_f1", "loss")})
+    log_hparams(
+        out_dir / "logs",
+        run_dir.name,
+        options.to_dict(),
+        {k: float(validation[k]) for k in ("accuracy", "top3_accuracy", "macro_f1", "loss")},
+    )
     mark_latest(runs_dir, run_dir.name)
     return TrainResult(run_dir, metrics)
 
@@ -147,8 +174,11 @@ def check_options(options: Any) -> None:
     from train.distribute import STRATEGIES
     from train.model import HEADS
 
-    for key, value, choices in (("backbone", options.backbone, BACKBONES), ("head", options.head, HEADS),
-                                ("strategy", options.strategy, STRATEGIES)):
+    for key, value, choices in (
+        ("backbone", options.backbone, BACKBONES),
+        ("head", options.head, HEADS),
+        ("strategy", options.strategy, STRATEGIES),
+    ):
         if value not in choices:
             raise ConfigError(f"train.{key} = {value!r}; choose one of {', '.join(choices)}")
     for key in ("epochs", "batch_size", "image_size"):
@@ -160,10 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``make train``)."""
     parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__.split("\n")[0])
     add_config_args(parser)
-    parser.add_argument("--run-id", help="name of the run folder (default: timestamp-backbone); with TF_CONFIG "
-                                         "(multi-worker) pass the same id to every worker")
-    parser.add_argument("--resume", metavar="RUN", help="continue a run from its checkpoints: latest, a run id "
-                                                        "or a run folder (train.* overrides still apply)")
+    parser.add_argument(
+        "--run-id",
+        help="name of the run folder (default: timestamp-backbone); with TF_CONFIG "
+        "(multi-worker) pass the same id to every worker",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run from its checkpoints: latest, a run id or a run folder (train.* overrides still apply)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     from train.backbones import WeightsUnavailable
@@ -184,8 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = {k: result.metrics.get("validation", {}).get(k) for k in ("accuracy", "top3_accuracy", "macro_f1")}
     print(f"run: {result.run_dir}")
     print(f"validation: {summary}  ({result.metrics.get('seconds')} s)")
-    print(f"TensorBoard logs: {result.run_dir / 'logs'}  "
-          f"(open with: make tensorboard, or .venv/bin/tensorboard --logdir {result.run_dir.parent})")
+    print(
+        f"TensorBoard logs: {result.run_dir / 'logs'}  "
+        f"(open with: make tensorboard, or .venv/bin/tensorboard --logdir {result.run_dir.parent})"
+    )
     print("next: make evaluate   (test split of the latest run)")
 
 

@@ -8,6 +8,7 @@ is written into the repository. On the open internet plain `poetry lock` does th
 
 Run it through the tools virtualenv: `make lock`.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,10 +41,7 @@ def main() -> int:
         if (ROOT / "poetry.lock").exists():
             shutil.copy(ROOT / "poetry.lock", work / "poetry.lock")
         with open(work / "pyproject.toml", "a", encoding="utf-8") as fh:
-            fh.write(
-                '\n[[tool.poetry.source]]\nname = "mirror"\n'
-                f'url = "{index_url()}"\npriority = "primary"\n'
-            )
+            fh.write(f'\n[[tool.poetry.source]]\nname = "mirror"\nurl = "{index_url()}"\npriority = "primary"\n')
         subprocess.run([str(poetry), "lock"], cwd=work, check=True)
         lock = (work / "poetry.lock").read_text(encoding="utf-8")
 

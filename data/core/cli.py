@@ -1,0 +1,91 @@
+"""The one way a stage's ``main`` runs: logging beside progress bars, ``error: ...`` and exit 2 on a
+:class:`~data.core.errors.StageError`, exit 130 on Ctrl-C, never a traceback for an input the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import sys
+from typing import Callable, NoReturn
+
+from tqdm import tqdm
+
+from data.core.config import add_config_args
+from data.core.errors import StageError
+
+# OS errors that mean "this path cannot be used", not a bug: shown as one line, like a StageError.
+_USER_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EACCES: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a path component is a file",
+    errno.EISDIR: "a folder is in the way",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EEXIST: "a file is in the way",
+    errno.EPERM: "operation not permitted",
+}
+
+
+class TqdmHandler(logging.Handler):
+    """A logging handler that writes through ``tqdm.write`` so log lines do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Configure the root logger once, for command-line entry points (never at import time)."""
+    root = logging.getLogger()
+    if any(isinstance(h, TqdmHandler) for h in root.handlers):
+        return
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def stage_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser for ``python -m prog`` with ``--config`` and ``--set``; its description is the
+    first line of the module docstring."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").strip().split("\n")[0])
+    return add_config_args(parser)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-paragraph error for the user and exit without a stack trace."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run(body: Callable[[], int | None]) -> int:
+    """Run a stage's command-line body; the exit code for ``raise SystemExit(run(...))``.
+
+    Returns the body's code (0 for None). A :class:`StageError`, or an OS error that names an unusable
+    path (full disk, read-only, a file where a folder should be), ends as one ``error:`` line and 2.
+    Ctrl-C ends as 130 with one line. Anything else is a bug and keeps its traceback.
+    """
+    setup_logging()
+    try:
+        code = body()
+    except StageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"error: {_USER_OS_ERRORS[exc.errno]}{where} ({exc.strerror}); free space or choose "
+            f"another output folder, then run again",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: outputs written so far are complete; run the same command again to resume", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,207 @@
+"""One source of configuration: ``data/config.toml``, overridable with ``--set section.key=value``.
+
+Every stage calls :func:`add_config_args` on its argument parser and :func:`config_from_args` to get
+a :class:`Config`, and saves ``cfg.save(out_dir)`` beside its output so a run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from data.core.errors import ConfigError
+from data.core.io import write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "data" / "config.toml"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DEFAULT_CONFIG",
+    "REPO_ROOT",
+    "add_config_args",
+    "config_from_args",
+    "load_config",
+    "options_from_section",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration: the raw mapping plus helpers for the common path lookups."""
+
+    data: dict[str, Any]
+    source: str = str(DEFAULT_CONFIG)
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A copy of one section (``{}`` when the file has none)."""
+        return copy.deepcopy(self.data.get(name, {}))
+
+    def path(self, name: str) -> Path:
+        """A ``[paths]`` entry with ``{root}`` and ``{version}`` expanded, relative to the cwd."""
+        paths = self.data.get("paths", {})
+        if name not in paths:
+            raise ConfigError(f"[paths] has no entry {name!r}")
+        value = str(paths[name])
+        for _ in range(5):  # entries may refer to each other ({processed} -> {root} ...)
+            value = value.format(**{k: v for k, v in paths.items() if isinstance(v, str)})
+        return Path(value)
+
+    def save(self, out_dir: Path, name: str = "config.resolved.json") -> Path:
+        """Write the resolved configuration beside a stage's output; returns the file written."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        resolved = copy.deepcopy(self.data)
+        resolved["paths"] = {k: str(self.path(k)) for k in self.data.get("paths", {})}
+        doc = {"source": self.source, "overrides": list(self.overrides), "config": resolved}
+        target = out_dir / name
+        write_json(target, doc)
+        return target
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as TOML (numbers, booleans, lists, quoted strings), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one ``section.key=value`` override in place."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    dotted, value = override.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"override {override!r}: the key must be section.key")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[parts[-1]] = parse_value(value.strip())
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML configuration file and apply ``section.key=value`` overrides in order."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"configuration file not found: {path} (pass CONFIG=path/to/config.toml, "
+            f"or leave it out for data/config.toml)"
+        ) from exc
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for override in overrides:
+        apply_override(data, override)
+    return Config(data=data, source=str(path), overrides=tuple(overrides))
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--config`` and repeatable ``--set`` to a stage's parser."""
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="configuration file (default: data/config.toml)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one configuration value; repeatable",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The configuration named by a parsed ``--config`` / ``--set``."""
+    return load_config(args.config, args.overrides)
+
+
+def _check_value(where: str, value: Any, kind: Any) -> Any:
+    """``value`` as ``kind`` when it already is one (TOML types), else ``ConfigError``; never coerces.
+
+    ``true``/``false`` only for booleans, whole numbers only for integers (``1.5`` is refused, not truncated),
+    any number for floats, text for strings and paths, an array for tuples (each item checked).
+    """
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _check_value(where, value, option)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where} = {value!r}: not any of {options}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: expected an array, e.g. [1, 2]")
+        args = typing.get_args(kind)
+        item = args[0] if args else Any
+        if args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise ConfigError(f"{where} = {value!r}: expected {len(args)} items")
+        items = args if args and args[-1] is not Ellipsis else [item] * len(value)
+        return tuple(_check_value(f"{where}[{i}]", v, k) for i, (v, k) in enumerate(zip(value, items)))
+    if kind is Any:
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected a whole number")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string (quote it: '\"...\"')")
+        return value
+    if kind is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where} = {value!r}: expected a path (a string)")
+        return Path(value)
+    raise TypeError(f"options_from_section: unsupported field type {kind!r} for {where}")
+
+
+def options_from_section(cls: type[T], section: dict[str, Any], name: str, *, ignore: tuple[str, ...] = ()) -> T:
+    """A frozen options dataclass from one config section: the one way every stage reads its options.
+
+    Args:
+        cls: the stage's options dataclass; its fields are the section's keys and their types the checks.
+        section: ``cfg.section(name)`` (possibly with command-line values merged in).
+        name: the section name, for messages (``[download]``).
+        ignore: keys of the section that are read elsewhere (e.g. ``run`` for evaluate).
+
+    Raises:
+        ConfigError: an unknown key (a typo in ``--set``), or a value of the wrong type; the message names
+            the key and lists the known ones.
+    """
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(section) - set(known) - set(ignore))
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    values = {key: _check_value(f"{name}.{key}", section[key], hints[key]) for key in known if key in section}
+    return cls(**values)

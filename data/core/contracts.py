@@ -1,0 +1,139 @@
+"""The files that pass between stages: their ``[paths]`` names, file names and columns, in one place.
+
+A stage finds an input or output through :func:`path` (the ``[paths]`` entry of ``data/config.toml``) and
+checks a table it reads with :meth:`Table.check`, so the producer and the consumer cannot drift apart;
+``tests/core/test_contracts.py`` runs each boundary (extract -> download -> train/evaluate, download ->
+publish) on real files.
+
+    extract   raw CSVs                -> catalogue.parquet, dropped.parquet, extract_report.json
+    download  catalogue.parquet       -> images/<label>/<key>.jpg, images/manifest.parquet
+    publish   images/                 -> kaggle/ (images.zip, manifest.csv, dataset-metadata.json)
+    train     images/manifest.parquet -> runs/<run id>/ (model.keras, classes.json, split.csv, metrics.json)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from data.core.errors import InputError
+
+if TYPE_CHECKING:
+    from data.core.config import Config
+
+
+def url_key(url: str) -> str:
+    """The stable key of an image: the first 16 hex digits of the SHA-1 of its URL.
+
+    Extract writes it into the catalogue and download derives it when an input has no key column: one
+    definition, so both agree.
+    """
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A Parquet file one stage writes and another reads: its ``[paths]`` entry, file name and columns."""
+
+    path_key: str
+    file_name: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]  # what a reader needs; the writer always writes every column
+
+    def path(self, cfg: "Config") -> Path:
+        """Where the configuration puts this file."""
+        return cfg.path(self.path_key)
+
+    def check(self, columns: Iterable[str], source: Path | str) -> None:
+        """Raise :class:`InputError` naming ``source`` and the missing columns when a reader cannot use it."""
+        missing = [c for c in self.required if c not in set(columns)]
+        if missing:
+            raise InputError(
+                f"{source} lacks the column(s) {', '.join(missing)} that a {self.file_name} "
+                f"needs; was it written by the stage before this one?"
+            )
+
+
+CATALOGUE = Table(
+    "catalogue",
+    "catalogue.parquet",
+    (
+        "key",
+        "url",
+        "name",
+        "main_category",
+        "sub_category",
+        "label",
+        "source_file",
+        "source_row",
+        "link",
+        "ratings",
+        "no_of_ratings",
+        "discount_price",
+        "actual_price",
+    ),
+    required=("key", "url", "label"),
+)
+DROPPED = Table(
+    "dropped",
+    "dropped.parquet",
+    ("source_file", "source_row", "reason", "detail", "url"),
+    required=("source_file", "source_row", "reason"),
+)
+MANIFEST = Table(
+    "manifest",
+    "manifest.parquet",
+    (
+        "key",
+        "url",
+        "label",
+        "status",
+        "reason",
+        "http_status",
+        "attempts",
+        "bytes",
+        "orig_width",
+        "orig_height",
+        "width",
+        "height",
+        "sha256",
+        "elapsed_s",
+        "path",
+    ),
+    required=("key", "label", "status", "path"),
+)
+SPLIT = Table("", "split.csv", ("key", "path", "label", "split"), required=("key", "path", "label", "split"))
+
+# Folders and single files named in [paths] (besides the tables above).
+IMAGES = "images"  # {processed}/images: <label>/<key>.jpg and manifest.parquet
+EXTRACT_REPORT = "extract_report"
+KAGGLE = "kaggle"
+RUNS = "runs"
+LABELS = "labels"
+EXPORTS = "exports"
+REPORTS = "reports"
+PATH_KEYS = (
+    CATALOGUE.path_key,
+    DROPPED.path_key,
+    MANIFEST.path_key,
+    IMAGES,
+    EXTRACT_REPORT,
+    KAGGLE,
+    RUNS,
+    LABELS,
+    EXPORTS,
+    REPORTS,
+)
+
+# Files inside a training run folder, which evaluate, label, visualise and deploy read.
+RUN_FILES = {
+    "model": "model.keras",
+    "classes": "classes.json",
+    "split": SPLIT.file_name,
+    "metrics": "metrics.json",
+    "options": "options.json",
+    "config": "config.resolved.json",
+}

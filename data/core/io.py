@@ -1,0 +1,63 @@
+"""The one way to write a file: atomically (whole or not at all), shareable (0644), JSON pretty-printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
+
+
+def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
+    """Let ``writer`` fill a temporary path beside ``target`` (e.g. ``pq.write_table``), then rename it.
+
+    A reader (or a resumed run after ``kill -9``) sees either no file or the whole file, never a part.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, FILE_MODE)
+        writer(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write_with`), synced to disk."""
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write_with(target, write)
+
+
+def replace_dir(src: Path, target: Path) -> None:
+    """Move the finished folder ``src`` onto ``target`` (same file system), replacing any old one.
+
+    The old folder is first renamed aside, so at every moment ``target`` is either the old or the new
+    folder, never a half-written one.
+    """
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        os.replace(target, old / target.name)
+    os.replace(src, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(target: Path, doc: Any) -> None:
+    """Write a JSON document atomically, pretty-printed."""
+    atomic_write_bytes(target, (json.dumps(doc, indent=2, default=str) + "\n").encode("utf-8"))

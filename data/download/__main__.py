@@ -1,0 +1,5 @@
+"""``python -m data.download`` (``make download-images``)."""
+
+from data.download.stage import main
+
+raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""What the download stage passes around: its options, the failure statuses, and one manifest row.
+
+Every input URL ends as exactly one :class:`Record`: ``status`` is ``"ok"`` for a stored image, otherwise
+one of the failure statuses below, with a short ``reason`` (e.g. ``"HTTP 404"``) that is safe to count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+from data.core.config import ConfigError
+
+OK = "ok"
+INVALID_URL = "invalid_url"  # not http(s), malformed, or a redirect to such a URL
+INVALID_INPUT = "invalid_input"  # empty or unsafe key, empty label
+NOT_FOUND = "not_found"  # HTTP 404 / 410
+FORBIDDEN = "forbidden"  # HTTP 401 / 403 / 451
+HTTP_ERROR = "http_error"  # any other unexpected HTTP status
+SERVER_ERROR = "server_error"  # HTTP 5xx
+RATE_LIMITED = "rate_limited"  # HTTP 429 after every retry (or a Retry-After over the cap)
+TIMEOUT = "timeout"  # connect / read / total timeout, HTTP 408
+CONNECTION_ERROR = "connection_error"  # refused, reset, DNS failure, server disconnected
+TRUNCATED = "truncated"  # the connection ended before the announced body
+TOO_MANY_REDIRECTS = "too_many_redirects"
+TOO_LARGE = "too_large"  # body over max_bytes
+NOT_IMAGE = "not_image"  # Content-Type or magic bytes of something else (HTML, JSON...)
+DECODE_ERROR = "decode_error"  # looks like an image but OpenCV cannot decode it (corrupt)
+TOO_MANY_PIXELS = "too_many_pixels"  # decompression-bomb guard: width x height over max_pixels
+
+# Worth another attempt, in this run (with backoff) and in the next one (a rerun retries only these).
+RETRYABLE = frozenset({SERVER_ERROR, RATE_LIMITED, TIMEOUT, CONNECTION_ERROR, TRUNCATED})
+
+RESIZE_MODES = ("shorter", "longer", "pad", "none")
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """The ``[download]`` section of the configuration, typed and checked."""
+
+    concurrency: int = 128
+    per_host: int = 32
+    rate_per_host: float = 0.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 20.0
+    total_timeout: float = 60.0
+    max_redirects: int = 5
+    max_bytes: int = 20_000_000
+    max_pixels: int = 60_000_000
+    retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 60.0
+    image_size: int = 256
+    resize_mode: str = "shorter"
+    upscale: bool = False
+    jpeg_quality: int = 90
+    shard_size: int = 1000
+    workers: int = 2
+    user_agent: str = "product-categorization/0.1 (+image dataset builder)"
+
+    def __post_init__(self) -> None:
+        positive = (
+            "concurrency",
+            "per_host",
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "max_bytes",
+            "max_pixels",
+            "image_size",
+            "shard_size",
+            "workers",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"download.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("rate_per_host", "retries", "backoff", "max_redirects", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"download.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"download.resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"download.jpeg_quality must be in 1..100, got {self.jpeg_quality!r}")
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "DownloadOptions":
+        """Build options from ``cfg.section("download")``; an unknown key is an error (a typo in --set)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown [download] key(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            kind = type(known[name].default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise ConfigError(f"download.{name} must be a {kind.__name__}, got {value!r}")
+            values[name] = value
+        return cls(**values)
+
+
+class InputRow(NamedTuple):
+    """One URL to fetch; ``folder`` is the label made safe as a folder name ("" when it cannot be)."""
+
+    key: str
+    url: str
+    label: str
+    folder: str
+
+
+@dataclass
+class Record:
+    """One manifest row: the outcome for one input URL."""
+
+    key: str
+    url: str
+    label: str
+    status: str
+    reason: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    bytes: int = 0
+    orig_width: int | None = None
+    orig_height: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str = ""
+    elapsed_s: float = 0.0
+    path: str = ""
+
+
+MANIFEST_COLUMNS = tuple(f.name for f in fields(Record))
+
+
+@dataclass
+class ValidationRecord:
+    """One row of ``url_validation.parquet`` (``make validate-urls``): a URL checked, nothing stored."""
+
+    key: str
+    url: str
+    label: str
+    status: str
+    reason: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    content_type: str = ""
+    bytes: int | None = None
+    elapsed_s: float = 0.0

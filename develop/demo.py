@@ -1,0 +1,238 @@
+"""``make demo``: the whole pipeline, offline, on a generated SYNTHETIC catalogue.
+
+It writes a small catalogue in the Kaggle schema (7 classes, procedurally drawn product pictures, a few
+broken rows and URLs on purpose), serves the pictures from an aiohttp server on 127.0.0.1 for as long as
+the demo runs, and then runs each stage's command line exactly as ``make <stage>`` would, under
+``paths.root=data/demo`` so nothing touches real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from data.core.server import BackgroundServer
+from data.core.cli import fail, setup_logging
+from data.core.config import REPO_ROOT, add_config_args
+from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
+
+BANNER = "*** SYNTHETIC DEMO DATA: generated pictures and products, not real Amazon data ***"
+# One real main_category per class, so the demo goes through the reviewed label mapping.
+DEMO_CATEGORIES = {
+    "Electronics_and_Appliances": ("appliances", "Kitchen and Home Appliances"),
+    "Fashion": ("men's clothing", "T-shirts and Polos"),
+    "Household_Essentials": ("home & kitchen", "Home Storage"),
+    "accessories": ("accessories", "Watches"),
+    "other": ("toys & baby products", "STEM Toys Store"),
+    "sports_fitness": ("sports & fitness", "Yoga"),
+    "stores": ("stores", "The Designer Boutique"),
+}
+HEADER = [
+    "name",
+    "main_category",
+    "sub_category",
+    "image",
+    "link",
+    "ratings",
+    "no_of_ratings",
+    "discount_price",
+    "actual_price",
+]
+IMAGE_PX = 160
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage as the demo runs it: the make target's name and its command line."""
+
+    target: str
+    module: str
+    args: tuple[str, ...] = ()
+
+
+# Each stage adds itself here once it exists; the demo runs them in order.
+# Training flags keep the demo to a minute or two on a laptop CPU: the small "tiny" backbone, random
+# initial weights (no download), 64 px inputs.
+DEMO_TRAIN = (
+    "--set",
+    "train.backbone=tiny",
+    "--set",
+    "train.weights=none",
+    "--set",
+    "train.image_size=64",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "train.epochs=40",
+    "--set",
+    "train.learning_rate=1e-2",
+    "--set",
+    "train.fine_tune_epochs=10",
+    "--set",
+    "train.fine_tune_layers=10",
+    "--set",
+    "train.fine_tune_learning_rate=3e-4",
+    "--set",
+    "train.patience=5",
+)
+STAGES = (
+    Stage("extract", "data.extract"),
+    Stage("validate-urls", "data.download", ("--validate-only", "--no-progress")),
+    Stage("download-images", "data.download", ("--set", "download.image_size=128")),
+    Stage("publish-kaggle", "data.kaggle.publish", ("--dry-run",)),
+    Stage("train", "train.train", DEMO_TRAIN),
+    Stage("evaluate", "train.evaluate"),
+)
+
+
+def _image_path(label_index: int, number: int) -> str:
+    return f"/images/I/demo-{label_index}-{number:04d}._AC_UL320_.jpg"
+
+
+def _rows(base_url: str, per_class: int) -> dict[str, list[list[str]]]:
+    """Catalogue rows per sub-category file, including a few deliberately bad ones."""
+    files: dict[str, list[list[str]]] = {}
+    for index, label in enumerate(CLASSES):
+        main, sub = DEMO_CATEGORIES[label]
+        rows = files.setdefault(f"{sub}.csv", [])
+        for n in range(per_class):
+            price = 199 + 37 * n + 11 * index
+            rows.append(
+                [
+                    f"[SYNTHETIC DEMO] {label} product #{n}",
+                    main,
+                    sub,
+                    base_url + _image_path(index, n),
+                    f"https://example.invalid/demo/{index}/{n}",
+                    f"{3 + (n % 20) / 10:.1f}",
+                    f"{(n * 37) % 5000:,}",
+                    f"₹{price:,}",
+                    f"₹{price * 2:,}",
+                ]
+            )
+    broken = files["Watches.csv"]
+    broken.append(
+        ["[SYNTHETIC DEMO] dead link", "accessories", "Watches", base_url + "/missing/gone.jpg", "", "", "", "", ""]
+    )
+    broken.append(
+        ["[SYNTHETIC DEMO] not an image", "accessories", "Watches", base_url + "/html/page.jpg", "", "", "", "", ""]
+    )
+    broken.append(
+        ["[SYNTHETIC DEMO] corrupt file", "accessories", "Watches", base_url + "/corrupt/c.jpg", "", "", "", "", ""]
+    )
+    broken.append(["[SYNTHETIC DEMO] no image", "accessories", "Watches", "", "", "", "", "", ""])
+    broken.append(["[SYNTHETIC DEMO] duplicate", "accessories", "Watches", broken[0][3], "", "", "", "", ""])
+    return files
+
+
+def write_demo_catalogue(raw_dir: Path, base_url: str, per_class: int = 60) -> int:
+    """Write the demo CSVs (one per sub-category plus the merged Amazon-Products.csv); returns rows written."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for old in raw_dir.glob("*.csv"):
+        old.unlink()
+    files = _rows(base_url, per_class)
+    merged = [row for rows in files.values() for row in rows]
+    files["Amazon-Products.csv"] = merged  # like Kaggle's: the merge of every other file
+    for name, rows in files.items():
+        with open(raw_dir / name, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(HEADER)
+            writer.writerows(rows)
+    return sum(len(rows) for rows in files.values())
+
+
+def make_app() -> web.Application:
+    """The stand-in for Amazon's image CDN: synthetic JPEGs, a 404, an HTML page and a corrupt JPEG."""
+
+    async def image(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            _, label_index, number = name.split(".")[0].split("-")
+            body = encode_jpeg(
+                draw_product_image(int(label_index), seed=int(label_index) * 10_000 + int(number), size=IMAGE_PX)
+            )
+        except ValueError:
+            raise web.HTTPNotFound()
+        return web.Response(body=body, content_type="image/jpeg")
+
+    async def html(_: web.Request) -> web.Response:
+        return web.Response(
+            text="<html><body>Sorry, we just need to make sure you're not a robot</body></html>",
+            content_type="text/html",
+        )
+
+    async def corrupt(_: web.Request) -> web.Response:
+        return web.Response(body=b"\xff\xd8\xff\xe0" + b"\x00garbage" * 64, content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/images/I/{name}", image)
+    app.router.add_get("/html/{name}", html)
+    app.router.add_get("/corrupt/{name}", corrupt)
+    return app
+
+
+def demo_server(port: int = 8765) -> BackgroundServer:
+    """:func:`make_app` on 127.0.0.1 (``port`` when free, else any free port) for a ``with`` block."""
+    return BackgroundServer(make_app, port=port if port and _port_free(port) else 0, shutdown_timeout=1.0)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def run_stage(stage: Stage, config: Path, root: str, overrides: list[str]) -> None:
+    """Run one stage's command line as ``make <target>`` would; stop the demo if it fails.
+
+    The user's ``--set`` overrides come last, so they win over the demo's own settings.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        stage.module,
+        "--config",
+        str(config),
+        "--set",
+        f"paths.root={root}",
+        *stage.args,
+        *(arg for o in overrides for arg in ("--set", o)),
+    ]
+    print(f"\n==> make {stage.target}   ({' '.join(command[1:])})", flush=True)
+    started = time.monotonic()
+    if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
+        fail(f"demo stopped: stage {stage.target!r} failed (see its message above)")
+    print(f"<== {stage.target} done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_config_args(argparse.ArgumentParser(prog="python -m develop.demo", description=__doc__))
+    parser.add_argument("--root", default="data/demo", help="where the demo writes everything")
+    parser.add_argument("--per-class", type=int, default=60, help="synthetic products per class")
+    args = parser.parse_args(argv)
+    setup_logging()
+    raw_dir = Path(args.root) / "raw" / "v1"
+    print(BANNER)
+    started = time.monotonic()
+    with demo_server() as server:
+        rows = write_demo_catalogue(raw_dir, server.base_url, args.per_class)
+        print(
+            f"demo catalogue: {rows} rows in {raw_dir} ({len(CLASSES)} classes x {args.per_class} products, "
+            f"plus the merged file and 5 broken rows); images served at {server.base_url}"
+        )
+        for stage in STAGES:
+            run_stage(stage, args.config, args.root, args.overrides)
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything it wrote is under {args.root}/")
+    print(BANNER)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Shared test helpers: real local servers and real data files, no mocks."""
