@@ -1,5 +1,5 @@
-"""``python -m data.download`` (``make download-images``)."""
+"""``python -m data.download`` (``make download-images``, ``make validate-urls``)."""
 
-from data.download.stage import main
+from data.download.cli import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
-from data.core.config import ConfigError
+from data.core.config import ConfigError, options_from_section
 
 OK = "ok"
 INVALID_URL = "invalid_url"  # not http(s), malformed, or a redirect to such a URL
@@ -84,20 +84,8 @@ class DownloadOptions:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "DownloadOptions":
-        """Build options from ``cfg.section("download")``; an unknown key is an error (a typo in --set)."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown [download] key(s): {', '.join(unknown)}; known: {', '.join(known)}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            kind = type(known[name].default)
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-                raise ConfigError(f"download.{name} must be a {kind.__name__}, got {value!r}")
-            values[name] = value
-        return cls(**values)
+        """Options from ``cfg.section("download")``: unknown keys and wrong types are errors, never coerced."""
+        return options_from_section(cls, section, "download")
 
 
 class InputRow(NamedTuple):

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.core.contracts import url_key
+from data.core.errors import InputError
 from data.core.io import atomic_write_with
 from data.download.records import InputRow
 
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64()}
-
-
-class InputError(ValueError):
-    """An input file that cannot be used (missing, unreadable, without the named columns)."""
 
 
 @dataclass(frozen=True)

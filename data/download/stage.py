@@ -7,13 +7,12 @@ moment resumes where it stopped, retrying only what failed for a transient reaso
 
 Usage::
 
-    python -m data.download.stage [--input catalogue.parquet] [--out DIR] [--retry-failed] [--limit N]
-    python -m data.download.stage --validate-only      # HEAD / ranged GET only, writes url_validation.parquet
+    python -m data.download [--input catalogue.parquet] [--out DIR] [--retry-failed] [--limit N]
+    python -m data.download --validate-only      # HEAD / ranged GET only, writes url_validation.parquet
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fcntl
 import logging
@@ -27,15 +26,15 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from data.core.cli import fail, setup_logging
+from data.core.config import Config
+from data.core.contracts import MANIFEST
+from data.core.errors import BusyError
 from data.core.io import write_json
-from data.core.config import ConfigError, add_config_args, config_from_args
 from data.download.fetch import Fetcher
 from data.download.image import ImageParams
 from data.download.engine import Progress, download_handler, run_shards, validate_handler
 from data.download.shards import (
     Columns,
-    InputError,
     InputTable,
     PriorResults,
     Shard,
@@ -49,13 +48,9 @@ from data.download.shards import (
     write_table,
 )
 from data.download.records import OK, RETRYABLE, DownloadOptions, InputRow, Record, ValidationRecord
-from data.download.workers import ImageWorkers, WorkerCrashError, WorkerPool, worker_pool
+from data.download.workers import ImageWorkers, WorkerPool, worker_pool
 
 log = logging.getLogger(__name__)
-
-
-class BusyError(RuntimeError):
-    """Another run holds the output folder."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +153,7 @@ def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
         len(shards),
         todo,
         len(job.table.rows) - todo,
-        _moved(relabelled),
+        moved_note(relabelled),
     )
     written = {"shards": 0, "bytes": 0}
 
@@ -238,6 +233,7 @@ def download_images(
     retry_failed: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    config: Config | None = None,
 ) -> RunSummary:
     """Download every URL of ``input_path`` into ``out_dir/<label>/<key>.jpg`` (resumable).
 
@@ -249,6 +245,8 @@ def download_images(
         retry_failed: also retry permanent failures of earlier runs (transient ones are always retried).
         limit: only the first ``limit`` input rows.
         progress: show a progress bar.
+        config: the resolved configuration, saved as ``out_dir/config.resolved.json`` once this run holds
+            the folder (a run refused because another one is busy changes nothing).
 
     Returns:
         The manifest path and the report (counts by status and by reason).
@@ -259,10 +257,12 @@ def download_images(
         _remove_stale_temporaries((out_dir, "*/.*.tmp"), (out_dir, ".*.tmp"), (state_dir, ".*.tmp"))
         table = read_input(input_path, columns, limit)
         _log_input(table)
+        if config is not None:
+            config.save(out_dir)
         job = _Job(
             "download-images",
             table,
-            out_dir / "manifest.parquet",
+            out_dir / MANIFEST.file_name,
             out_dir / "download_report.json",
             state_dir,
             Record,
@@ -282,6 +282,7 @@ def validate_urls(
     retry_failed: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    config: Config | None = None,
 ) -> RunSummary:
     """Check every URL of ``input_path`` (HEAD, or a ranged GET of its first bytes) without storing images.
 
@@ -292,6 +293,8 @@ def validate_urls(
         _remove_stale_temporaries((result_path.parent, f".{result_path.name}.*.tmp"), (state_dir, ".*.tmp"))
         table = read_input(input_path, columns, limit)
         _log_input(table)
+        if config is not None:
+            config.save(result_path.parent, name=f"{result_path.stem}.config.resolved.json")
         job = _Job(
             "validate-urls",
             table,
@@ -305,88 +308,6 @@ def validate_urls(
         return _run(job, options)
 
 
-def _moved(count: int) -> str:
+def moved_note(count: int) -> str:
+    """`` (N moved to a new label)`` for a summary line, or nothing."""
     return f" ({count} moved to a new label)" if count else ""
-
-
-def format_summary(report: dict[str, Any]) -> str:
-    """A short, human-readable summary of a report: totals, this run, and counts by status and reason."""
-    run = report["this_run"]
-    share = report["ok"] / report["urls"] if report["urls"] else 0.0
-    lines = [
-        f"{report['stage']}: {report['urls']} URLs, {report['ok']} ok ({share:.1%}), "
-        f"{report['failed']} failed ({report['retryable_failed']} retryable); "
-        f"{report['duplicate_keys']} duplicate keys left out",
-        f"this run: {run['processed']} processed, {run['already_done']} already done"
-        f"{_moved(run.get('relabelled', 0))}, {run['elapsed_s']} s, "
-        f"{run['urls_per_s']} URLs/s, {run['ok_per_s']} ok/s",
-    ]
-    for status, reasons in report["by_reason"].items():
-        for reason, count in reasons.items():
-            lines.append(f"  {status:<20} {count:>8}  {reason}")
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m data.download.stage``."""
-    parser = argparse.ArgumentParser(prog="python -m data.download.stage", description=__doc__.split("\n\n")[0])
-    add_config_args(parser)
-    parser.add_argument(
-        "--input", type=Path, help="Parquet or CSV list of URLs (default: {processed}/catalogue.parquet)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="image folder (default: {processed}/images); with --validate-only "
-        "the result file (default: {processed}/url_validation.parquet)",
-    )
-    parser.add_argument("--url-col", default="url", help="URL column (default: url)")
-    parser.add_argument(
-        "--key-col", default="key", help="key column, the file name (default: key; when absent, sha1(url)[:16])"
-    )
-    parser.add_argument("--label-col", default="label", help="label column, the folder name (default: label)")
-    parser.add_argument("--retry-failed", action="store_true", help="also retry permanent failures of earlier runs")
-    parser.add_argument("--validate-only", action="store_true", help="only check the URLs (HEAD / ranged GET)")
-    parser.add_argument("--limit", type=int, help="only the first N input rows")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m data.download.stage``."""
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        opts = DownloadOptions.from_config(cfg.section("download"))
-        processed = cfg.path("processed")
-    except ConfigError as exc:
-        fail(str(exc))
-    if args.limit is not None and args.limit < 0:
-        fail("--limit must be >= 0")
-    columns = Columns(url=args.url_col, key=args.key_col, label=args.label_col)
-    source = args.input or processed / "catalogue.parquet"
-    kwargs = dict(columns=columns, retry_failed=args.retry_failed, limit=args.limit, progress=not args.no_progress)
-    try:
-        if args.validate_only:
-            target = args.out or processed / "url_validation.parquet"
-            cfg.save(target.parent, name=f"{target.stem}.config.resolved.json")
-            summary = validate_urls(source, target, opts, **kwargs)
-        else:
-            target = args.out or processed / "images"
-            cfg.save(target)
-            summary = download_images(source, target, opts, **kwargs)
-    except (InputError, BusyError, WorkerCrashError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        log.warning(
-            "interrupted: completed shards are saved and no partial image is left; run the same command again to resume"
-        )
-        return 130
-    print(format_summary(summary.report))
-    print(f"output: {summary.output}\nreport: {summary.report_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

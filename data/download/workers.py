@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 
 import cv2
 
+from data.core.errors import StageError
 from data.download.image import ImageParams, ImageResult, process_batch
 from data.download.records import DECODE_ERROR
 
@@ -95,7 +96,7 @@ def start_pool(workers: int, max_pixels: int) -> ProcessPoolExecutor:
     return pool
 
 
-class WorkerCrashError(RuntimeError):
+class WorkerCrashError(StageError, RuntimeError):
     """The image workers keep dying (e.g. killed for memory): the run stops rather than fail every image."""
 
 

@@ -42,9 +42,20 @@ class FileRead:
     encoding: str = "utf-8"
 
 
+def _text_encoding(encoding: str) -> str:
+    """The codec for Python's own reads: a UTF-8 byte-order mark is not part of the first column's name."""
+    return "utf-8-sig" if encoding == "utf-8" else encoding
+
+
 def _header(path: Path, encoding: str) -> list[str]:
-    with open(path, newline="", encoding=encoding) as fh:
+    with open(path, newline="", encoding=_text_encoding(encoding)) as fh:
         return next(csv.reader(fh), [])
+
+
+def _is_binary(path: Path) -> bool:
+    """A NUL byte in the first 8 KiB: no CSV text file has one (an image, an archive, a spreadsheet)."""
+    with open(path, "rb") as fh:
+        return b"\x00" in fh.read(8192)
 
 
 def _read_fast(path: Path, present: list[str], encoding: str, use_threads: bool) -> tuple[pa.Table, int]:
@@ -72,7 +83,7 @@ def _read_fast(path: Path, present: list[str], encoding: str, use_threads: bool)
 
 def _read_exact(path: Path, present: list[str], encoding: str, result: FileRead) -> None:
     """Python ``csv`` read that records the number and problem of every malformed record."""
-    with open(path, newline="", encoding=encoding) as fh:
+    with open(path, newline="", encoding=_text_encoding(encoding)) as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         width = len(header)
@@ -98,22 +109,29 @@ def read_catalogue_csv(
 ) -> FileRead:
     """Read one catalogue CSV. Never raises for bad content: problems land in the returned record.
 
-    UTF-8 is tried first, then cp1252 (which decodes any byte), so a file saved by a spreadsheet program
-    is still read; the encoding used is recorded. ``use_threads=False`` parses on the calling thread only:
+    UTF-8 (with or without a byte-order mark) is tried first, then cp1252, so a file saved by a spreadsheet
+    program is still read; the encoding used is recorded. A binary file, or one that is text in neither
+    encoding, comes back with ``error`` set. ``use_threads=False`` parses on the calling thread only:
     cheaper in CPU when many files are read side by side. ``columns``: parse only these of
     :data:`COLUMNS` (the others come out missing); every record is still checked and counted.
     """
-    for encoding in ("utf-8", "cp1252"):
-        result = FileRead(file=display_name or path.name, encoding=encoding)
-        try:
-            _read_with(path, encoding, result, use_threads, columns)
+    result = FileRead(file=display_name or path.name)
+    try:
+        if _is_binary(path):
+            result.error = "binary file, not CSV text (it holds NUL bytes)"
             return result
-        except UnicodeDecodeError:
-            continue
-        except OSError as exc:
-            result.error = f"cannot read file: {exc.strerror or exc}"
-            return result
-    raise AssertionError("cp1252 decodes every byte")  # pragma: no cover
+        for encoding in ("utf-8", "cp1252"):
+            result = FileRead(file=display_name or path.name, encoding=encoding)
+            try:
+                _read_with(path, encoding, result, use_threads, columns)
+                return result
+            except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+                problem = str(exc).splitlines()[0][:200]
+    except OSError as exc:
+        result.error = f"cannot read file: {exc.strerror or exc}"
+        return result
+    result.error = f"not text in UTF-8 or cp1252 ({problem})"
+    return result
 
 
 def _is_utf8(path: Path) -> bool:

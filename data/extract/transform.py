@@ -32,7 +32,7 @@ DROPPED_SCHEMA = pa.schema(list(zip(DROPPED.columns, (pa.string(), pa.int64(), p
 
 
 @dataclass
-class Split:
+class Triage:
     """Every row's fate: ``code`` (-1 kept, else an index into REASONS) and the kept copy of a duplicate."""
 
     code: np.ndarray
@@ -70,7 +70,7 @@ def _encode_urls(urls: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int]:
     return ids, np.append(valid, False)[ids], len(encoded.dictionary)
 
 
-def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Split:
+def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) -> Triage:
     """Decide for every row whether it is kept, and if not, why; duplicates keep their first copy.
 
     ``table`` is already cleaned (see :mod:`data.extract.read`): ``image`` holds trimmed URLs and
@@ -95,12 +95,12 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
     code[duplicates] = np.where(from_merged[duplicates], MERGED_DUPLICATE, DUPLICATE)
     origin = np.full(len(url), -1, np.int64)
     origin[duplicates] = kept_copy[kept_copy != candidates]
-    return Split(code=code, origin=origin, url=url, main=main)
+    return Triage(code=code, origin=origin, url=url, main=main)
 
 
-def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Table:
+def kept_table(table: pa.Table, triage: Triage, mapping: dict[str, str]) -> pa.Table:
     """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
-    keep = pa.array(split.keep)  # a filter works chunk by chunk; a take on many chunks is far slower
+    keep = pa.array(triage.keep)  # a filter works chunk by chunk; a take on many chunks is far slower
     rows = table.select(
         [
             "key",
@@ -115,8 +115,8 @@ def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Tab
             "actual_price",
         ]
     ).filter(keep)
-    rows = rows.append_column("url", split.url.filter(keep))
-    main = split.main.filter(keep)
+    rows = rows.append_column("url", triage.url.filter(keep))
+    main = triage.main.filter(keep)
     numbers = {
         c: map_distinct(rows[c], to_number, pa.float64())
         for c in ("ratings", "no_of_ratings", "discount_price", "actual_price")
@@ -132,14 +132,14 @@ def kept_table(table: pa.Table, split: Split, mapping: dict[str, str]) -> pa.Tab
     return pa.table({name: columns[name] if name in columns else rows[name] for name in CATALOGUE.columns})
 
 
-def dropped_table(table: pa.Table, split: Split) -> pa.Table:
+def dropped_table(table: pa.Table, triage: Triage) -> pa.Table:
     """Dropped rows: where they came from, why, and for a duplicate where its kept copy came from."""
-    rows = np.flatnonzero(~split.keep)
-    code = split.code[rows]
+    rows = np.flatnonzero(~triage.keep)
+    code = triage.code[rows]
     reason = pa.DictionaryArray.from_arrays(pa.array(code, pa.int8()), pa.array(REASONS)).cast(pa.string())
     source_file = table["source_file"].take(rows).cast(pa.string())
     source_row = table["source_row"].take(rows)
-    origin = np.maximum(split.origin[rows], 0)
+    origin = np.maximum(triage.origin[rows], 0)
     where = pc.binary_join_element_wise(
         "duplicate of ",
         table["source_file"].take(origin).cast(pa.string()),
@@ -149,7 +149,7 @@ def dropped_table(table: pa.Table, split: Split) -> pa.Table:
     )
     is_duplicate = pa.array(code >= DUPLICATE)
     unmapped = pc.if_else(
-        pa.array(code == REASONS.index("unmapped_category")), split.main.take(rows), pa.scalar(None, pa.string())
+        pa.array(code == REASONS.index("unmapped_category")), triage.main.take(rows), pa.scalar(None, pa.string())
     )
     detail = pc.if_else(is_duplicate, where, unmapped)
-    return pa.table([source_file, source_row, reason, detail, split.url.take(rows)], schema=DROPPED_SCHEMA)
+    return pa.table([source_file, source_row, reason, detail, triage.url.take(rows)], schema=DROPPED_SCHEMA)

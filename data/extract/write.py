@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.core.io import atomic_write_with
-from data.extract.transform import Split, kept_table
+from data.extract.transform import Triage, kept_table
 
 ROWS_PER_PART = 150_000  # kept rows per part (and row group); fewer rows are built and written in one go
 MAX_PARTS = 4
@@ -35,14 +35,14 @@ def part_bounds(keep: np.ndarray, rows_per_part: int = ROWS_PER_PART, max_parts:
     return [0, *inner, len(keep)]
 
 
-def kept_parts(table: pa.Table, split: Split, mapping: dict[str, str], bounds: list[int]) -> Iterable[pa.Table]:
+def kept_parts(table: pa.Table, triage: Triage, mapping: dict[str, str], bounds: list[int]) -> Iterable[pa.Table]:
     """:func:`data.extract.transform.kept_table` part by part, the parts cut at ``bounds``."""
     for start, stop in zip(bounds[:-1], bounds[1:]):
-        part = Split(
-            code=split.code[start:stop],
-            origin=split.origin[start:stop],
-            url=split.url.slice(start, stop - start),
-            main=split.main.slice(start, stop - start),
+        part = Triage(
+            code=triage.code[start:stop],
+            origin=triage.origin[start:stop],
+            url=triage.url.slice(start, stop - start),
+            main=triage.main.slice(start, stop - start),
         )
         yield kept_table(table.slice(start, stop - start), part, mapping)
 
@@ -68,11 +68,11 @@ def _write_parts(path: Path, parts: Iterable[pa.Table], built: list[pa.Table]) -
 
 
 def build_catalogue(
-    table: pa.Table, split: Split, mapping: dict[str, str], target: Path | None, rows_per_part: int = ROWS_PER_PART
+    table: pa.Table, triage: Triage, mapping: dict[str, str], target: Path | None, rows_per_part: int = ROWS_PER_PART
 ) -> pa.Table:
     """The catalogue table; written to ``target`` (if given) while it is built, when it is large enough."""
-    bounds = part_bounds(split.keep, rows_per_part)
-    parts = kept_parts(table, split, mapping, bounds)
+    bounds = part_bounds(triage.keep, rows_per_part)
+    parts = kept_parts(table, triage, mapping, bounds)
     if len(bounds) == 2:
         kept = next(iter(parts))
         if target is not None:
