@@ -8,7 +8,6 @@ the demo runs, and then runs each stage's command line exactly as ``make <stage>
 
 from __future__ import annotations
 
-import argparse
 import csv
 import socket
 import subprocess
@@ -20,8 +19,9 @@ from pathlib import Path
 from aiohttp import web
 
 from data.core.server import BackgroundServer
-from data.core.cli import fail, setup_logging
-from data.core.config import REPO_ROOT, add_config_args
+from data.core.cli import run, stage_parser
+from data.core.config import REPO_ROOT, load_config
+from data.core.errors import InputError, StageError
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
 BANNER = "*** SYNTHETIC DEMO DATA: generated pictures and products, not real Amazon data ***"
@@ -136,8 +136,6 @@ def _rows(base_url: str, per_class: int) -> dict[str, list[list[str]]]:
 def write_demo_catalogue(raw_dir: Path, base_url: str, per_class: int = 60) -> int:
     """Write the demo CSVs (one per sub-category plus the merged Amazon-Products.csv); returns rows written."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for old in raw_dir.glob("*.csv"):
-        old.unlink()
     files = _rows(base_url, per_class)
     merged = [row for rows in files.values() for row in rows]
     files["Amazon-Products.csv"] = merged  # like Kaggle's: the merge of every other file
@@ -189,10 +187,31 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def run_stage(stage: Stage, config: Path, root: str, overrides: list[str]) -> None:
+OWNER_MARK = ".product-categorization-demo"  # the demo writes only into a folder that holds this file
+
+
+def claim_root(root: Path) -> None:
+    """Make ``root`` the demo's own folder, or refuse a folder that holds files the demo did not make.
+
+    Raises:
+        InputError: ``root`` is a file, or a non-empty folder without the demo's mark (nothing is touched).
+    """
+    if root.exists() and not root.is_dir():
+        raise InputError(f"--root {root} is a file; choose a folder for the demo")
+    if root.is_dir() and any(root.iterdir()) and not (root / OWNER_MARK).is_file():
+        raise InputError(
+            f"{root} already holds files the demo did not make; the demo writes only into an empty folder or "
+            f"one it made itself: choose another --root (nothing was changed)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / OWNER_MARK).write_text("made by `make demo`; delete this folder to start again\n", encoding="utf-8")
+
+
+def run_stage(stage: Stage, config: Path, overrides: list[str]) -> None:
     """Run one stage's command line as ``make <target>`` would; stop the demo if it fails.
 
-    The user's ``--set`` overrides come last, so they win over the demo's own settings.
+    ``overrides`` (the demo's root first, then the user's ``--set`` values) come last, so they win over
+    the demo's own settings.
     """
     command = [
         sys.executable,
@@ -200,38 +219,52 @@ def run_stage(stage: Stage, config: Path, root: str, overrides: list[str]) -> No
         stage.module,
         "--config",
         str(config),
-        "--set",
-        f"paths.root={root}",
         *stage.args,
         *(arg for o in overrides for arg in ("--set", o)),
     ]
     print(f"\n==> make {stage.target}   ({' '.join(command[1:])})", flush=True)
     started = time.monotonic()
     if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
-        fail(f"demo stopped: stage {stage.target!r} failed (see its message above)")
+        raise StageError(f"demo stopped: stage {stage.target!r} failed (see its message above)")
     print(f"<== {stage.target} done in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = add_config_args(argparse.ArgumentParser(prog="python -m develop.demo", description=__doc__))
-    parser.add_argument("--root", default="data/demo", help="where the demo writes everything")
+    """Command-line entry point (``make demo``)."""
+    parser = stage_parser("develop.demo", __doc__)
+    parser.add_argument("--root", default="data/demo", help="where the demo writes everything (paths.root)")
     parser.add_argument("--per-class", type=int, default=60, help="synthetic products per class")
     args = parser.parse_args(argv)
-    setup_logging()
-    raw_dir = Path(args.root) / "raw" / "v1"
-    print(BANNER)
-    started = time.monotonic()
-    with demo_server() as server:
-        rows = write_demo_catalogue(raw_dir, server.base_url, args.per_class)
-        print(
-            f"demo catalogue: {rows} rows in {raw_dir} ({len(CLASSES)} classes x {args.per_class} products, "
-            f"plus the merged file and 5 broken rows); images served at {server.base_url}"
-        )
-        for stage in STAGES:
-            run_stage(stage, args.config, args.root, args.overrides)
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything it wrote is under {args.root}/")
-    print(BANNER)
-    return 0
+
+    def body() -> int:
+        # The demo's root first, the user's overrides after it: paths.version and the rest apply to the
+        # demo's own catalogue exactly as to the stages it runs.
+        overrides = [f"paths.root={args.root}", *args.overrides]
+        cfg = load_config(args.config, overrides)
+        root, raw_dir = cfg.path("root"), cfg.path("raw")
+        if args.per_class < 3:
+            raise InputError("--per-class must be at least 3 (train, validation and test need an image each)")
+        if not raw_dir.resolve().is_relative_to(root.resolve()):
+            raise InputError(
+                f"paths.raw ({raw_dir}) must lie inside the demo's folder {root}: the demo writes its "
+                f"catalogue there and never into a folder of real data"
+            )
+        claim_root(root)
+        print(BANNER)
+        started = time.monotonic()
+        with demo_server() as server:
+            rows = write_demo_catalogue(raw_dir, server.base_url, args.per_class)
+            print(
+                f"demo catalogue: {rows} rows in {raw_dir} ({len(CLASSES)} classes x {args.per_class} products, "
+                f"plus the merged file and 5 broken rows); images served at {server.base_url}"
+            )
+            for stage in STAGES:
+                run_stage(stage, args.config, overrides)
+        print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything it wrote is under {root}/")
+        print(BANNER)
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+from data.core.errors import StageError
+
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,11 @@ _HINTS = {
 _SERVER_HINT = "Kaggle had a server-side problem: wait a few minutes and run again (uploads resume)."
 
 
-class KaggleSetupError(Exception):
+class KaggleSetupError(StageError):
     """Something to set up before Kaggle can be used (credentials, network); the message says what."""
 
 
-class KaggleApiError(Exception):
+class KaggleApiError(StageError):
     """A Kaggle API or network failure during the work, in plain words with what to do next."""
 
 

@@ -11,7 +11,6 @@ leaves a half-unpacked raw folder. The summary (files, bytes, CSV rows) is print
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import shutil
@@ -22,10 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from data.core.cli import fail, setup_logging
+from data.core.errors import StageError
+from data.core.cli import run, stage_parser
+from data.core.config import config_from_args, options_from_section
 from data.core.io import replace_dir, write_json
-from data.core.config import ConfigError, add_config_args, config_from_args
-from data.kaggle.api import KaggleApiError, KaggleSetupError, connect, plain_errors
+from data.kaggle.api import connect, plain_errors
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ REPORT = "fetch_report.json"
 _OWN_FILES = {REPORT, "config.resolved.json"}  # written beside the data, not part of it
 
 
-class FetchError(Exception):
+class FetchError(StageError):
     """The download cannot be used (not a zip, unsafe member names); the message says what happened."""
 
 
@@ -120,32 +120,39 @@ def fetch_raw(options: FetchOptions, api: Any = None) -> dict[str, Any]:
     return dict(summary, folder=str(out), skipped=False)
 
 
-def main(argv: list[str] | None = None) -> None:
+@dataclass(frozen=True)
+class FetchSettings:
+    """The ``[fetch]`` section of the configuration."""
+
+    dataset: str = "lokeshparab/amazon-products-dataset"
+
+
+def main(argv: list[str] | None = None) -> int:
     """Command line entry point (``make fetch-raw``)."""
-    parser = add_config_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = stage_parser("data.kaggle.fetch", __doc__)
     parser.add_argument("--dataset", help="Kaggle dataset owner/slug (default: [fetch].dataset)")
     parser.add_argument("--out", type=Path, help="target folder (default: paths.raw)")
     parser.add_argument("--force", action="store_true", help="download again and replace an existing folder")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
+
+    def body() -> int:
         cfg = config_from_args(args)
+        settings = options_from_section(FetchSettings, cfg.section("fetch"), "fetch")
         options = FetchOptions(
-            dataset=args.dataset or str(cfg.section("fetch").get("dataset", "")),
-            out_dir=args.out or cfg.path("raw"),
-            force=args.force,
+            dataset=args.dataset or settings.dataset, out_dir=args.out or cfg.path("raw"), force=args.force
         )
         summary = fetch_raw(options)
         if not summary["skipped"]:
             cfg.save(options.out_dir)
-    except (ConfigError, KaggleSetupError, KaggleApiError, FetchError) as exc:
-        fail(str(exc))
-    state = "already there" if summary["skipped"] else "downloaded"
-    print(
-        f"{options.dataset} {state}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
-        f"{summary['csv_files']} CSV files with {summary['csv_rows']} rows in {summary['folder']}"
-    )
+        state = "already there" if summary["skipped"] else "downloaded"
+        print(
+            f"{options.dataset} {state}: {summary['files']} files, {summary['bytes'] / 1e6:.1f} MB, "
+            f"{summary['csv_files']} CSV files with {summary['csv_rows']} rows in {summary['folder']}"
+        )
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

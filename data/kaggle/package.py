@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data.core.errors import StageError
 from data.core.io import replace_dir, write_json
 from data.kaggle.metadata import LICENSES, METADATA_FILE, build_metadata
 
@@ -49,7 +50,7 @@ _COLUMNS = {
 }
 
 
-class PackageError(Exception):
+class PackageError(StageError):
     """The images folder cannot be packaged (missing, empty); the message says what to do."""
 
 

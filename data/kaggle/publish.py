@@ -19,19 +19,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from data.core.cli import fail, setup_logging
+from data.core.errors import StageError
+from data.core.cli import run, stage_parser
+from data.core.config import Config, config_from_args, options_from_section
+from data.core.contracts import CATALOGUE, IMAGES, KAGGLE
 from data.core.io import write_json
-from data.core.config import Config, ConfigError, add_config_args, config_from_args
-from data.kaggle.api import KaggleApiError, KaggleSetupError, connect, explain, find_credentials, plain_errors, username
+from data.kaggle.api import KaggleApiError, connect, explain, find_credentials, plain_errors, username
 from data.kaggle.metadata import METADATA_FILE, build_metadata, validate_metadata
-from data.kaggle.package import DatasetSpec, PackageError, StagedDataset, stage_dataset
+from data.kaggle.fetch import FetchSettings
+from data.kaggle.package import DatasetSpec, StagedDataset, stage_dataset
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_OWNER = "your-kaggle-user"
 
 
-class PublishError(Exception):
+class PublishError(StageError):
     """The dataset cannot be published as asked; the message says why and what to do."""
 
 
@@ -229,35 +232,47 @@ def format_report(report: dict[str, Any], metadata: dict[str, Any] | None = None
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class PublishSettings:
+    """The ``[publish]`` section of the configuration (see data/config.toml)."""
+
+    owner: str = ""
+    slug: str = "amazon-products-images-7-classes"
+    title: str = "Amazon Product Images, 7 Classes"
+    subtitle: str = "Amazon India product photos labelled with 7 reduced categories"
+    license: str = "CC0-1.0"
+    private: bool = True
+    keywords: tuple[str, ...] = ()
+
+
 def options_from_config(cfg: Config, args: argparse.Namespace) -> PublishOptions:
     """PublishOptions from the ``[publish]`` section, ``[paths]`` and the command-line flags."""
-    section, processed = cfg.section("publish"), cfg.path("processed")
-    keywords = section.get("keywords", [])
-    keywords = (keywords,) if isinstance(keywords, str) else tuple(str(k) for k in keywords)
+    settings = options_from_section(PublishSettings, cfg.section("publish"), "publish")
+    source = options_from_section(FetchSettings, cfg.section("fetch"), "fetch").dataset
     spec = DatasetSpec(
-        owner=str(section.get("owner", "")),
-        slug=str(section.get("slug", "")),
-        title=str(section.get("title", "")),
-        subtitle=str(section.get("subtitle", "")),
-        license=str(section.get("license", "CC0-1.0")),
-        keywords=keywords,
-        source=str(cfg.section("fetch").get("dataset", DatasetSpec.source)),
+        owner=settings.owner,
+        slug=settings.slug,
+        title=settings.title,
+        subtitle=settings.subtitle,
+        license=settings.license,
+        keywords=settings.keywords,
+        source=source,
     )
     return PublishOptions(
-        images_dir=args.images or processed / "images",
-        out_dir=args.out or processed / "kaggle",
+        images_dir=args.images or cfg.path(IMAGES),
+        out_dir=args.out or cfg.path(KAGGLE),
         spec=spec,
-        private=bool(section.get("private", True)),
+        private=settings.private,
         dry_run=args.dry_run,
         new=args.new,
         version_notes=args.version_notes,
-        catalogue=processed / "catalogue.parquet",
+        catalogue=CATALOGUE.path(cfg),
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command line entry point (``make publish-kaggle``)."""
-    parser = add_config_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser = stage_parser("data.kaggle.publish", __doc__)
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -273,17 +288,18 @@ def main(argv: list[str] | None = None) -> None:
         "(default: create it, or publish a new version when it exists)",
     )
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
+
+    def body() -> int:
         cfg = config_from_args(args)
         options = options_from_config(cfg, args)
         report = publish(options)
         cfg.save(options.out_dir)
-    except (ConfigError, KaggleSetupError, KaggleApiError, PackageError, PublishError) as exc:
-        fail(str(exc))
-    metadata = json.loads((Path(report["folder"]) / METADATA_FILE).read_text(encoding="utf-8"))
-    print(format_report(report, metadata if args.dry_run else None))
+        metadata = json.loads((Path(report["folder"]) / METADATA_FILE).read_text(encoding="utf-8"))
+        print(format_report(report, metadata if args.dry_run else None))
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
