@@ -7,7 +7,10 @@ PY      := .venv/bin/python
 CONFIG  ?= data/config.toml
 SET     ?=
 ARGS    ?=
-CFG      = --config $(CONFIG) $(foreach s,$(SET),--set $(s))
+# SET travels in the environment, split by Python like a shell line: SET='publish.title="Two Words"' keeps
+# its spaces (a make-level split would cut it into words).
+export PC_SET = $(SET)
+CFG      = --config $(CONFIG) --set-env PC_SET
 STAMP   := .venv/.installed
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from data.core.server import BackgroundServer
 from data.core.cli import run, stage_parser
-from data.core.config import REPO_ROOT, load_config
+from data.core.config import REPO_ROOT, load_config, overrides_from_args
 from data.core.errors import InputError, StageError
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         # The demo's root first, the user's overrides after it: paths.version and the rest apply to the
         # demo's own catalogue exactly as to the stages it runs.
-        overrides = [f"paths.root={args.root}", *args.overrides]
+        overrides = [f"paths.root={args.root}", *overrides_from_args(args)]
         cfg = load_config(args.config, overrides)
         root, raw_dir = cfg.path("root"), cfg.path("raw")
         if args.per_class < 3:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import os
+import shlex
 import tomllib
 import types
 import typing
@@ -118,6 +120,12 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, help="configuration file (default: data/config.toml)"
     )
     parser.add_argument(
+        "--set-env",
+        metavar="VARIABLE",
+        help="also read overrides from this environment variable, split like a shell line (how make passes "
+        "SET, so a quoted value keeps its spaces)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -128,9 +136,15 @@ def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """Every ``section.key=value`` override: those of ``--set-env``'s variable first, then each ``--set``."""
+    from_env = shlex.split(os.environ.get(args.set_env, "")) if getattr(args, "set_env", None) else []
+    return [*from_env, *args.overrides]
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The configuration named by a parsed ``--config`` / ``--set``."""
-    return load_config(args.config, args.overrides)
+    """The configuration named by a parsed ``--config`` / ``--set-env`` / ``--set``."""
+    return load_config(args.config, overrides_from_args(args))
 
 
 def _check_value(where: str, value: Any, kind: Any) -> Any:
