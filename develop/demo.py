@@ -22,6 +22,7 @@ from data.core.server import BackgroundServer
 from data.core.cli import run, stage_parser
 from data.core.config import REPO_ROOT, load_config, overrides_from_args
 from data.core.errors import InputError, StageError
+from data.extract.csv_reader import COLUMNS
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
 BANNER = "*** SYNTHETIC DEMO DATA: generated pictures and products, not real Amazon data ***"
@@ -35,17 +36,7 @@ DEMO_CATEGORIES = {
     "sports_fitness": ("sports & fitness", "Yoga"),
     "stores": ("stores", "The Designer Boutique"),
 }
-HEADER = [
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-]
+HEADER = list(COLUMNS)  # the Kaggle files' columns, as extract reads them
 IMAGE_PX = 160
 
 

@@ -8,25 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from data.core.contracts import MANIFEST
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
-MANIFEST_COLUMNS = [
-    "key",
-    "url",
-    "label",
-    "status",
-    "reason",
-    "http_status",
-    "attempts",
-    "bytes",
-    "orig_width",
-    "orig_height",
-    "width",
-    "height",
-    "sha256",
-    "elapsed_s",
-    "path",
-]
+MANIFEST_COLUMNS = list(MANIFEST.columns)  # exactly the download contract
 
 
 def _row(key: str, url: str, label: str, **values: object) -> dict[str, object]:
