@@ -1,0 +1,193 @@
+"""A training run's numbers: curves, test-split scores, calibration, highest losses, and the runs compared."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.core.contracts import RUN_FILES, SPLIT
+from data.core.errors import InputError
+from visualise.inputs import read_json
+
+log = logging.getLogger(__name__)
+
+EVALUATION = "evaluation"
+PREDICTIONS = "predictions.csv"
+_SCORES = (
+    "samples",
+    "accuracy",
+    "top3_accuracy",
+    "macro_f1",
+    "loss",
+    "per_class",
+    "most_confused",
+    "confusion_matrix",
+    "sanity",  # make evaluate's verdict: does the model beat a constant majority-class predictor
+)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What ``make train`` and ``make evaluate`` left in a run folder."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    options: dict[str, Any]
+    classes: tuple[str, ...]
+    split: pd.DataFrame
+    evaluation: dict[str, Any]
+    predictions: pd.DataFrame
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunFiles":
+        """Read a run folder.
+
+        Raises:
+            InputError: a file of the run is missing (with the command that writes it).
+        """
+        hint = f"make evaluate ARGS='--run {run_dir.name}'"
+        metrics = read_json(run_dir / RUN_FILES["metrics"], "make train")
+        options_file = run_dir / RUN_FILES["options"]
+        options = read_json(options_file, "make train") if options_file.is_file() else {}
+        classes_file = run_dir / RUN_FILES["classes"]
+        try:
+            classes = tuple(json.loads(classes_file.read_text(encoding="utf-8")))
+        except (FileNotFoundError, json.JSONDecodeError) as exc:
+            raise InputError(f"{classes_file} is missing or not JSON: did the training run finish?") from exc
+        split_file = run_dir / SPLIT.file_name
+        if not split_file.is_file():
+            raise InputError(f"{split_file} does not exist: did the training run finish?")
+        split = pd.read_csv(split_file, dtype=str, keep_default_na=False)
+        SPLIT.check(split.columns, split_file)
+        evaluation = read_json(run_dir / EVALUATION / "metrics.json", hint)
+        predictions_file = run_dir / EVALUATION / PREDICTIONS
+        if not predictions_file.is_file():
+            raise InputError(f"{predictions_file} does not exist: run `{hint}` first")
+        predictions = pd.read_csv(predictions_file, dtype={"key": str, "label": str, "predicted": str, "path": str})
+        missing = {"key", "path", "label", "predicted", "confidence", "loss"} - set(predictions.columns)
+        if missing:
+            raise InputError(f"{predictions_file} lacks the column(s) {', '.join(sorted(missing))}: run `{hint}` again")
+        return cls(run_dir, metrics, options, classes, split, evaluation, predictions)
+
+
+def _r(value: Any) -> Any:
+    return round(float(value), 4) if isinstance(value, (float, np.floating)) else value
+
+
+def history(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's epochs (phase, epoch, seconds and every logged metric), values rounded for the JSON."""
+    return [{k: _r(v) for k, v in sorted(record.items())} for record in metrics.get("history", [])]
+
+
+def scores(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The test-split scores ``make evaluate`` computed."""
+    return {k: evaluation[k] for k in _SCORES if k in evaluation} | {"split": evaluation.get("split", "test")}
+
+
+def calibration(predictions: pd.DataFrame, bins: int) -> dict[str, Any]:
+    """Reliability of the top-class probability: per confidence bin, the accuracy and the mean confidence.
+
+    ECE (expected calibration error) is the bins' |accuracy - confidence| weighted by their share of images;
+    MCE the largest gap. Bins are ``[i/bins, (i+1)/bins)``, the last one closed.
+    """
+    confidence = predictions["confidence"].to_numpy(float)
+    correct = (predictions["predicted"] == predictions["label"]).to_numpy()
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows, ece, mce = [], 0.0, 0.0
+    for b in range(bins):
+        mask = index == b
+        row: dict[str, Any] = {"low": round(b / bins, 4), "high": round((b + 1) / bins, 4), "count": int(mask.sum())}
+        if mask.any():
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            row.update(accuracy=round(acc, 4), confidence=round(conf, 4))
+            ece += mask.mean() * abs(acc - conf)
+            mce = max(mce, abs(acc - conf))
+        else:
+            row.update(accuracy=None, confidence=None)
+        rows.append(row)
+    n = len(predictions)
+    return {
+        "bins": rows,
+        "ece": round(ece, 4),
+        "mce": round(mce, 4),
+        "images": int(n),
+        "accuracy": round(float(correct.mean()), 4) if n else None,
+        "mean_confidence": round(float(confidence.mean()), 4) if n else None,
+    }
+
+
+def top_losses(predictions: pd.DataFrame, count: int) -> list[dict[str, Any]]:
+    """The ``count`` highest-loss images: given and predicted label, the prediction's and the label's probability."""
+    worst = predictions.sort_values(["loss", "key"], ascending=[False, True], kind="stable").head(count)
+    return [
+        {
+            "key": row.key,
+            "path": row.path,
+            "label": row.label,
+            "predicted": row.predicted,
+            "confidence": round(float(row.confidence), 4),
+            "p_label": round(float(np.exp(-row.loss)), 4),
+            "loss": round(float(row.loss), 4),
+        }
+        for row in worst.itertuples(index=False)
+    ]
+
+
+def recipe(options: dict[str, Any]) -> str:
+    """A run's training recipe in a few words, from its ``options.json``.
+
+    ``recipe`` = ``auto`` (or a run from before that option) means scratch without weights, else transfer.
+    """
+    if not options:
+        return "unknown"
+    weights = str(options.get("weights", ""))
+    name = str(options.get("recipe", "auto"))
+    if name == "auto":
+        name = "scratch" if weights.lower() in ("none", "", "random") else "transfer"
+    head = f"{options.get('head', '?')} head"
+    if name == "scratch":
+        return f"scratch (every layer trained), {head}"
+    tune = f", fine-tune {options.get('fine_tune_layers')} layers" if options.get("fine_tune_epochs") else ""
+    return f"transfer ({weights}), {head}{tune}"
+
+
+def _run_row(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads((run_dir / RUN_FILES["metrics"]).read_text(encoding="utf-8"))
+        options_file = run_dir / RUN_FILES["options"]
+        options = json.loads(options_file.read_text(encoding="utf-8")) if options_file.is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("run %s left out of the comparison: %s", run_dir.name, exc)
+        return None
+    evaluation_file = run_dir / EVALUATION / "metrics.json"
+    source, numbers = "validation", metrics.get("validation", {})
+    if evaluation_file.is_file():
+        try:
+            source, numbers = "test", json.loads(evaluation_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            pass
+    return {
+        "run_id": run_dir.name,
+        "backbone": metrics.get("backbone", options.get("backbone")),
+        "recipe": recipe(options),
+        "image_size": metrics.get("image_size", options.get("image_size")),
+        "epochs": len(metrics.get("history", [])),
+        "scored_on": source,
+        "accuracy": numbers.get("accuracy"),
+        "macro_f1": numbers.get("macro_f1"),
+        "seconds": metrics.get("seconds"),
+    }
+
+
+def compare_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """One row per finished run under ``runs_dir`` (those with a metrics.json), by run id."""
+    if not runs_dir.is_dir():
+        return []
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / RUN_FILES["metrics"]).is_file())
+    return [row for row in map(_run_row, folders) if row is not None]
