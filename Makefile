@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install lock lint test demo fetch-raw extract download-images validate-urls \
         publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train clean
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-report clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -90,7 +90,7 @@ tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=da
 	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.core.config import load_config; \
 	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
 
-bench: bench-extract bench-download bench-train ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-report ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -100,6 +100,9 @@ bench-download: install ## compare our downloader, the original recipe and img2d
 
 bench-train: install ## frozen phase: embedding cache vs full backbone forward every epoch
 	$(PY) -m bench.bench_train $(ARGS)
+
+bench-report: install ## make eda / make visualise on a full-size replica: time, size, byte-identity
+	$(PY) -m bench.bench_report $(ARGS)
 
 clean: ## remove generated data (demo, processed, runs, caches); keeps data/raw and .venv
 	rm -rf data/demo data/processed data/runs data/cache .pytest_cache
