@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install lock lint test demo fetch-raw extract download-images validate-urls \
         publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-report clean
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-report clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -59,7 +59,7 @@ validate-urls: install ## check every image URL (HEAD / ranged GET) without stor
 publish-kaggle: install ## publish the image dataset to Kaggle (ARGS=--dry-run to only show it)
 	$(PY) -m data.kaggle.publish $(CFG) $(ARGS)
 
-train: install ## train a transfer-learning classifier on the downloaded images
+train: install ## train a classifier (from scratch with weights=none, transfer from pretrained weights otherwise)
 	$(PY) -m train.train $(CFG) $(ARGS)
 
 evaluate: install ## evaluate a run on its test split (default: the latest run)
@@ -90,7 +90,7 @@ tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=da
 	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.core.config import load_config; \
 	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
 
-bench: bench-extract bench-download bench-train bench-report ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-report ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -100,6 +100,12 @@ bench-download: install ## compare our downloader, the original recipe and img2d
 
 bench-train: install ## frozen phase: embedding cache vs full backbone forward every epoch
 	$(PY) -m bench.bench_train $(ARGS)
+
+bench-scratch: install ## from scratch: make train (weights=none) vs the keras-io recipe, same time budget
+	$(PY) -m bench.bench_scratch $(ARGS)
+
+bench-serve: install ## make serve's dynamic batching vs one model.predict per request; TFLite variants
+	$(PY) -m bench.bench_serve $(ARGS)
 
 bench-report: install ## make eda / make visualise on a full-size replica: time, size, byte-identity
 	$(PY) -m bench.bench_report $(ARGS)

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         epochs=args.epochs,
         fine_tune_epochs=0,
         patience=args.epochs,
-        augment=False,
+        recipe="transfer",  # the frozen phase even with --weights none (whose default is now from scratch)
+        augment="none",
         cache_dir=str(args.work / "cache"),
     )
     rows = []

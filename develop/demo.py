@@ -51,7 +51,7 @@ class Stage:
 
 # Each stage adds itself here once it exists; the demo runs them in order.
 # Training flags keep the demo to a minute or two on a laptop CPU: the small "tiny" backbone, random
-# initial weights (no download), 64 px inputs.
+# initial weights (no download), so the from-scratch recipe; 64 px inputs.
 DEMO_TRAIN = (
     "--set",
     "train.backbone=tiny",
@@ -62,17 +62,13 @@ DEMO_TRAIN = (
     "--set",
     "train.batch_size=16",
     "--set",
-    "train.epochs=40",
+    "train.epochs=30",
     "--set",
-    "train.learning_rate=1e-2",
+    "train.learning_rate=3e-3",
     "--set",
-    "train.fine_tune_epochs=10",
+    "train.warmup_epochs=2",
     "--set",
-    "train.fine_tune_layers=10",
-    "--set",
-    "train.fine_tune_learning_rate=3e-4",
-    "--set",
-    "train.patience=5",
+    "train.patience=8",
 )
 STAGES = (
     Stage("extract", "data.extract"),

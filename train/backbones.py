@@ -7,6 +7,7 @@ preprocessing lives *inside* the model and runs exactly once:
   arithmetic as ``keras.applications.<net>.preprocess_input``, built from a frozen 1x1 convolution so the
   saved model needs no custom code to load;
 - ``mobilenet_v3_small``, ``efficientnet_b0``: the Keras application's own built-in rescaling layers;
+- ``small_resnet``: our compact residual CNN for training from scratch on a CPU (``train/architectures.py``);
 - ``tiny``: a small CNN for tests and the demo, with ``Rescaling(1/255)``.
 
 Weights: ``imagenet`` (Keras downloads them to ``~/.keras/models``), ``none`` (random), or a path to a weights
@@ -25,10 +26,13 @@ from typing import Callable
 import keras
 import numpy as np
 
+from data.core.errors import StageError
+from train.architectures import small_resnet
+
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(StageError):
     """The requested weights cannot be had (offline, no such file), with what to do about it."""
 
 
@@ -62,8 +66,6 @@ def _efficientnet_b0(shape: tuple[int, int, int], weights: str | None) -> keras.
 
 def _tiny(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """Three strided conv blocks and global pooling: trains in seconds on a CPU (tests, demo)."""
-    if weights == "imagenet":
-        raise WeightsUnavailable("the tiny backbone has no imagenet weights: use --set train.weights=none")
     inputs = keras.Input(shape)
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     for width in (16, 32, 64):  # no batch norm: it would stay at its initial statistics (inference mode)
@@ -80,8 +82,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     "vgg19": BackboneSpec("vgg19", _vgg19, "caffe", cpu_friendly=False),
     "mobilenet_v3_small": BackboneSpec("mobilenet_v3_small", _mobilenet_v3_small, "built-in", cpu_friendly=True),
     "efficientnet_b0": BackboneSpec("efficientnet_b0", _efficientnet_b0, "built-in", cpu_friendly=True),
+    "small_resnet": BackboneSpec("small_resnet", small_resnet, "built-in", cpu_friendly=True),
     "tiny": BackboneSpec("tiny", _tiny, "built-in", cpu_friendly=True),
 }
+OWN = ("small_resnet", "tiny")  # ours: no imagenet weights to download
 
 
 def caffe_preprocess(inputs: keras.KerasTensor) -> keras.KerasTensor:
@@ -116,9 +120,20 @@ def resolve_weights(weights: str | None) -> str | None:
 
 def _base_model(spec: BackboneSpec, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """Build the application; turn the download failure of offline ``imagenet`` into advice."""
+    if weights == "imagenet" and spec.name in OWN:
+        raise WeightsUnavailable(
+            f"the {spec.name} backbone has no imagenet weights: use --set train.weights=none (trained from "
+            "scratch) or the path of a weights file saved by an earlier run (backbone.weights.h5)"
+        )
     try:
         return spec.build(shape, weights)
     except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure on ...")
+        if weights not in (None, "imagenet"):
+            raise WeightsUnavailable(
+                f"cannot load the weights file {weights} into the {spec.name} backbone at {shape[0]} px "
+                f"({str(exc).splitlines()[0][:200]}); was it saved from a {spec.name} backbone "
+                "(a run's backbone.weights.h5, with the same train.backbone)?"
+            ) from exc
         match = re.search(r"URL fetch failure on (\S+):\s", str(exc))
         if weights != "imagenet" or match is None:
             raise
@@ -158,8 +173,8 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
     """Make the top ``layers`` layers of the base model trainable (batch norm stays frozen); returns how many.
 
     The preprocessing layer and everything below the top ``layers`` stay frozen; batch-norm layers stay
-    frozen too, and the classifier calls the backbone with ``training=False``, so their statistics are
-    never updated by the small fine-tuning batches.
+    frozen too, which under Keras 3 keeps them in inference mode, so their statistics are never updated
+    by the small fine-tuning batches.
     """
     backbone.trainable = True
     base = base_model(backbone)
@@ -170,6 +185,19 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
     for layer in base.layers:
         layer.trainable = layer in top and not isinstance(layer, keras.layers.BatchNormalization)
     return sum(1 for layer in top if layer.trainable and layer.weights)
+
+
+def make_trainable(backbone: keras.Model) -> int:
+    """Unfreeze every layer of a backbone but its fixed preprocessing (training from scratch).
+
+    Returns the number of trainable weight tensors. Batch norm is trainable too and, because the
+    from-scratch classifier calls the backbone without ``training=False``, updates its statistics.
+    """
+    backbone.trainable = True
+    for layer in backbone.layers:
+        if layer.name == "caffe_preprocess":
+            layer.trainable = False
+    return len(backbone.trainable_weights)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -1,18 +1,15 @@
-"""``ImageDataSet``: the images of the download manifest, split once, deterministically, per class.
+"""``ImageDataSet``: the usable images, their labels and split, and tf.data pipelines over them.
 
-The split is *stratified* (each class is cut train/validation/test by the same ratios) and *deterministic*:
-inside a class, images are ordered by ``sha1(seed:sha256)`` (their content; the key when the manifest has no
-hash), so the same manifest and seed always give the same split, whatever the row order, and duplicate
-photos stay together. It is saved with each run as ``split.csv`` (key, path, label, split)
-beside ``classes.json`` (sorted class names); evaluate, label and later runs read it back instead of
-re-deriving it, and ``train.split_file`` makes a new run keep an earlier run's assignment.
+Built from the download manifest (:meth:`ImageDataSet.from_manifest`), from a folder of images
+(:meth:`ImageDataSet.from_folder`, ``train.images``) or from a run's saved ``split.csv`` and ``classes.json``
+(:meth:`ImageDataSet.from_run`: evaluate, label and ``--resume`` read the split back instead of re-deriving
+it). The split itself is in ``train/split.py``; ``train.split_file`` makes a new run keep an earlier one's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -20,84 +17,36 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from data.core.contracts import RUN_FILES, SPLIT
 from data.core.io import atomic_write_with, write_json
+from train.errors import DataSetError
+from train.screen import report_bad, screen_files
+from train.sources import folder_rows, manifest_rows
+from train.split import SPLITS, assign_split, carve_validation, split_counts, validate_ratios
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-log = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-SPLIT_COLUMNS = ["key", "path", "label", "split"]
-
-
-class DataSetError(ValueError):
-    """Input data that cannot be trained on (no manifest, no images, an empty split), for the user."""
-
-
-def _rank(key: str, seed: int) -> str:
-    return hashlib.sha1(f"{seed}:{key}".encode("utf-8")).hexdigest()
-
-
-def split_counts(n: int, ratios: Sequence[float]) -> tuple[int, int, int]:
-    """How many of ``n`` images of one class go to train, validation and test.
-
-    Validation and test get their rounded share, and at least one image each (when their ratio is not 0)
-    as soon as the class has three images; train keeps the rest and never ends up empty.
-    """
-    _, r_val, r_test = ratios
-    n_val, n_test = round(n * r_val), round(n * r_test)
-    if n >= 3:
-        n_val = max(n_val, 1 if r_val > 0 else 0)
-        n_test = max(n_test, 1 if r_test > 0 else 0)
-    while n_val + n_test >= n and n_val + n_test > 0:  # keep at least one training image
-        if n_val >= n_test and n_val > 0:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
-
-
-def stratified_split(frame: pd.DataFrame, ratios: Sequence[float], seed: int) -> pd.Series:
-    """The split name of every row of ``frame`` (columns key, label, optional group), stratified by label.
-
-    Rows sharing a ``group`` (the image's sha256: the same photo listed under several products) always land
-    in the same split, so a duplicate photo cannot leak from train into test.
-    """
-    validate_ratios(ratios)
-    groups = frame["group"] if "group" in frame else frame["key"]
-    groups = groups.where(groups.fillna("").astype(str).ne(""), frame["key"]).astype(str)
-    result = pd.Series("train", index=frame.index, dtype=object)
-    for _, members in groups.groupby(frame["label"], sort=True):
-        unique = sorted(members.unique(), key=lambda g: _rank(g, seed))
-        _, n_val, n_test = split_counts(len(unique), ratios)
-        chosen = {g: "test" for g in unique[:n_test]}
-        chosen.update({g: "validation" for g in unique[n_test : n_test + n_val]})
-        result.loc[members.index] = members.map(lambda g: chosen.get(g, "train")).to_numpy()
-    return result
-
-
-def validate_ratios(ratios: Sequence[float]) -> None:
-    """Raise ``DataSetError`` unless ``ratios`` are three non-negative numbers summing to 1 with train > 0."""
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6 or ratios[0] <= 0:
-        raise DataSetError(f"train.split must be [train, validation, test] ratios summing to 1, got {ratios}")
+__all__ = ["DataSetError", "ImageDataSet", "SPLITS", "split_counts"]
 
 
 @dataclass
 class ImageDataSet:
-    """The usable images, their labels and split, and tf.data pipelines over them.
+    """The usable images, their labels and split.
 
     Attributes:
         frame: one row per image: key, path (relative to ``images_dir``), label, split, label_index.
         classes: class names, sorted; ``label_index`` indexes into it.
-        images_dir: the folder ``path`` is relative to (``{processed}/images``).
-        summary: counts: manifest rows, rows used, rows dropped by reason, images per split and class.
+        images_dir: the folder ``path`` is relative to (``{images}``, or the ``train.images`` folder).
+        summary: counts: source rows, rows used, rows dropped by reason, images per split and class.
     """
 
     frame: pd.DataFrame
     classes: tuple[str, ...]
     images_dir: Path
     summary: dict[str, Any] = field(default_factory=dict)
+    predefined_split: bool = False
+    absent: tuple[Path, ...] = ()  # listed in the manifest as stored, but no file: left out, named by screened()
 
     @classmethod
     def from_manifest(
@@ -109,66 +58,123 @@ class ImageDataSet:
         seed: int = 42,
         split_file: Path | None = None,
     ) -> "ImageDataSet":
-        """Build the data set from the download manifest: rows with status ``ok`` whose file exists.
+        """The data set of the download manifest: rows with status ``ok`` whose file exists.
 
         Args:
-            manifest: ``{processed}/images/manifest.parquet``.
+            manifest: ``{images}/manifest.parquet``.
             images_dir: folder the manifest's ``path`` column is relative to (default: the manifest's folder).
             ratios: train/validation/test shares.
             seed: seed of the split order.
             split_file: an earlier run's ``split.csv``: its images keep their split; new images are split anew.
         """
-        if not manifest.is_file():
-            raise DataSetError(f"no download manifest at {manifest}: run `make download-images` first")
+        validate_ratios(ratios)
         images_dir = Path(images_dir) if images_dir is not None else manifest.parent
-        rows = pd.read_parquet(manifest)
-        missing = {"key", "label", "status", "path"} - set(rows.columns)
-        if missing:
-            raise DataSetError(f"{manifest} lacks the column(s) {sorted(missing)} of the download manifest")
-        frame, dropped = _usable_rows(rows, images_dir)
+        frame, summary = manifest_rows(manifest, images_dir)
+        absent = tuple(Path(p) for p in summary.pop("absent"))
         if frame.empty:
-            raise DataSetError(f"{manifest} lists no stored image ({len(rows)} rows, dropped: {dropped})")
-        frame["split"] = _assign_split(frame, ratios, seed, split_file)
-        data = cls._from_frame(frame, images_dir)
-        data.summary = {"manifest_rows": int(len(rows)), "used": int(len(frame)), "dropped": dropped, **data.summary}
+            raise DataSetError(
+                f"{manifest} lists no usable image ({summary['manifest_rows']} rows, {summary['dropped']})"
+            )
+        frame["split"] = assign_split(frame, ratios, seed, split_file)
+        data = cls._from_frame(frame, images_dir, summary=summary)
+        data.absent = absent
+        return data
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: Path,
+        *,
+        ratios: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 42,
+        split_file: Path | None = None,
+    ) -> "ImageDataSet":
+        """The images of ``<label>/<file>`` (split by ``ratios``) or ``<split>/<label>/<file>`` (split kept).
+
+        A ``<split>`` layout without ``validation/`` gets a validation split carved out of ``train/``.
+        """
+        validate_ratios(ratios)
+        frame, summary = folder_rows(Path(folder))
+        if frame.empty:
+            raise DataSetError(f"train.images = {folder}: no usable image ({summary['dropped']})")
+        predefined = "split" in frame
+        if not predefined:
+            frame["split"] = assign_split(frame, ratios, seed, split_file)
+        elif not frame["split"].eq("validation").any():
+            frame["split"] = carve_validation(frame, ratios, seed)
+        data = cls._from_frame(frame, Path(folder), summary=summary)
+        data.predefined_split = predefined
         return data
 
     @classmethod
     def from_run(cls, run_dir: Path, images_dir: Path) -> "ImageDataSet":
         """The data set exactly as a run saw it (its ``split.csv`` and ``classes.json``)."""
-        frame = pd.read_csv(run_dir / "split.csv", dtype={"key": str, "path": str, "label": str, "split": str})
-        classes = tuple(json.loads((run_dir / "classes.json").read_text(encoding="utf-8")))
+        split_csv, classes_json = run_dir / RUN_FILES["split"], run_dir / RUN_FILES["classes"]
+        if not split_csv.is_file() or not classes_json.is_file():
+            raise DataSetError(f"{run_dir} has no {split_csv.name} and {classes_json.name}: is it a training run?")
+        frame = pd.read_csv(split_csv, dtype={c: str for c in SPLIT.columns})
+        SPLIT.check(frame.columns, split_csv)
+        classes = tuple(json.loads(classes_json.read_text(encoding="utf-8")))
         return cls._from_frame(frame, Path(images_dir), classes)
 
     @classmethod
     def _from_frame(
-        cls, frame: pd.DataFrame, images_dir: Path, classes: tuple[str, ...] | None = None
+        cls,
+        frame: pd.DataFrame,
+        images_dir: Path,
+        classes: tuple[str, ...] | None = None,
+        summary: dict[str, Any] | None = None,
     ) -> "ImageDataSet":
         classes = classes or tuple(sorted(frame["label"].unique()))
-        frame = frame[SPLIT_COLUMNS].astype(str).sort_values(["split", "label", "key"], kind="stable")
+        used = len(frame)
+        frame = frame[list(SPLIT.columns)].astype(str).sort_values(["split", "label", "key"], kind="stable")
         frame = frame.reset_index(drop=True)
         frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
         per_split = {s: frame[frame["split"] == s]["label"].value_counts().sort_index().to_dict() for s in SPLITS}
-        summary = {
+        counts = {
             "classes": list(classes),
             "splits": {s: int((frame["split"] == s).sum()) for s in SPLITS},
             "per_class": per_split,
         }
-        return cls(frame=frame, classes=classes, images_dir=images_dir, summary=summary)
+        full = {**(summary or {}), "used": int(used), **counts} if summary is not None else counts
+        return cls(frame=frame, classes=classes, images_dir=images_dir, summary=full)
+
+    def screened(self, policy: str = "skip") -> "ImageDataSet":
+        """This data set without the images the pipeline cannot decode, counted as ``undecodable``.
+
+        The split of the other images does not change. Runs the pre-pass of ``train/screen.py`` (loads
+        TensorFlow); the unusable images (and the manifest's missing files) are named in the log, or with
+        ``policy = "fail"`` in an ``InputError``.
+        """
+        paths = [self.images_dir / p for p in self.frame["path"]]
+        started = time.perf_counter()
+        bad = screen_files(paths)
+        seconds = round(time.perf_counter() - started, 2)
+        missing = {len(paths) + i: "missing file" for i in range(len(self.absent))}
+        counts = report_bad([*paths, *self.absent], {**bad, **missing}, policy, "images")
+        dropped = dict(self.summary.get("dropped", {}))
+        dropped["missing_file"] = counts.get("missing file", 0)
+        dropped["undecodable"] = counts.get("undecodable", 0)
+        frame = self.frame.drop(index=list(bad))
+        summary = {**self.summary, "dropped": dropped, "screen_seconds": seconds}
+        screened = self._from_frame(frame, self.images_dir, self.classes, summary)
+        screened.predefined_split = self.predefined_split
+        return screened
 
     def save(self, run_dir: Path) -> None:
         """Write ``split.csv`` and ``classes.json`` into a run folder."""
-        atomic_write_with(run_dir / "split.csv", lambda p: self.frame[SPLIT_COLUMNS].to_csv(p, index=False))
-        write_json(run_dir / "classes.json", list(self.classes))
+        columns = list(SPLIT.columns)
+        atomic_write_with(run_dir / RUN_FILES["split"], lambda p: self.frame[columns].to_csv(p, index=False))
+        write_json(run_dir / RUN_FILES["classes"], list(self.classes))
 
     def rows(self, split: str) -> pd.DataFrame:
         """The rows of one split (``train``, ``validation`` or ``test``), in a fixed order."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+            raise DataSetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         return self.frame[self.frame["split"] == split]
 
     def files(self, split: str) -> list[Path]:
-        """Absolute-or-relative image paths of one split (``images_dir / path``)."""
+        """Image paths of one split (``images_dir / path``)."""
         return [self.images_dir / p for p in self.rows(split)["path"]]
 
     def labels(self, split: str) -> np.ndarray:
@@ -187,7 +193,7 @@ class ImageDataSet:
         image_size: int,
         batch_size: int,
         *,
-        augment: bool = False,
+        augment: str = "none",
         shuffle: bool = False,
         seed: int = 0,
         with_labels: bool = True,
@@ -196,51 +202,33 @@ class ImageDataSet:
         from train.pipeline import image_dataset
 
         labels = self.labels(split) if with_labels else None
+        files = self.files(split)
         return image_dataset(
-            self.files(split),
-            labels,
-            len(self.classes),
-            image_size,
-            batch_size,
-            augment=augment,
-            shuffle=shuffle,
-            seed=seed,
+            files, labels, len(self.classes), image_size, batch_size, augment=augment, shuffle=shuffle, seed=seed
         )
 
+    def check_trainable(self, ratios: Sequence[float]) -> None:
+        """Raise ``DataSetError`` before any model is built when these images cannot train a classifier.
 
-def _usable_rows(rows: pd.DataFrame, images_dir: Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Keep rows stored successfully whose file is there; count the others by reason."""
-    dropped: dict[str, int] = {}
-    ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
-    dropped["not_ok"] = int((~ok).sum())
-    frame = rows[ok].copy()
-    exists = frame["path"].map(lambda p: (images_dir / p).is_file())
-    dropped["missing_file"] = int((~exists).sum())
-    frame = frame[exists]
-    duplicate = frame["key"].duplicated(keep="first")
-    dropped["duplicate_key"] = int(duplicate.sum())
-    frame = frame[~duplicate].astype({"key": str, "label": str, "path": str})
-    if dropped["missing_file"]:
-        log.warning("%d manifest rows marked ok have no image file under %s", dropped["missing_file"], images_dir)
-    frame["group"] = frame["sha256"] if "sha256" in frame else frame["key"]
-    return frame[["key", "path", "label", "group"]].reset_index(drop=True), dropped
-
-
-def _assign_split(frame: pd.DataFrame, ratios: Sequence[float], seed: int, split_file: Path | None) -> pd.Series:
-    """Split names for ``frame``: from ``split_file`` where it knows the key, else stratified anew."""
-    if split_file is None:
-        return stratified_split(frame, ratios, seed)
-    if not Path(split_file).is_file():
-        raise DataSetError(f"train.split_file {split_file} does not exist")
-    previous = pd.read_csv(split_file, dtype={"key": str, "split": str}).set_index("key")["split"]
-    split = frame["key"].map(previous)
-    new = split.isna()
-    if new.any():
-        split[new] = stratified_split(frame[new], ratios, seed)
-    log.info(
-        "split from %s: %d images kept their split, %d new ones split anew",
-        split_file,
-        int((~new).sum()),
-        int(new.sum()),
-    )
-    return split
+        Two classes at least; every class with a training image, and (for a computed split) enough images
+        to give one to each split with a share above 0; a non-empty validation split.
+        """
+        counts = self.frame.groupby("label")["split"].value_counts().unstack(fill_value=0)
+        counts = counts.reindex(list(self.classes), fill_value=0)  # a class all of whose images were dropped
+        if len(self.classes) < 2:
+            raise DataSetError(
+                f"only one class ({self.classes[0]!r}, {len(self.frame)} images) in {self.summary.get('source')}: "
+                f"a classifier needs at least two; add images of another class"
+            )
+        needed = 1 if self.predefined_split else 1 + sum(1 for r in ratios[1:] if r > 0)
+        totals = counts.sum(axis=1)
+        in_train = counts["train"] if "train" in counts else pd.Series(0, index=counts.index)
+        short = [c for c in counts.index if totals[c] < needed or in_train[c] == 0]
+        if short:
+            names = ", ".join(f"{c!r} ({int(totals[c])} images, {int(in_train[c])} in train)" for c in short)
+            raise DataSetError(
+                f"too few images for the split {list(ratios)}: {names}; each class needs at least {needed} "
+                f"(one per split) and a training image: add images or leave the class out"
+            )
+        if not len(self.rows("validation")):
+            raise DataSetError(f"the validation split is empty ({self.summary['splits']}): need more images")

@@ -15,9 +15,9 @@ from typing import Iterator
 
 import tensorflow as tf
 
-log = logging.getLogger(__name__)
+from train.options import STRATEGIES
 
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+log = logging.getLogger(__name__)
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

@@ -3,15 +3,17 @@
     python -m train.evaluate [--config data/config.toml] [--run latest|RUN_ID|RUN_DIR] [--split test]
 
 Writes ``{run}/evaluation/`` (``evaluation_<split>/`` for another split): metrics.json (accuracy, top-3,
-macro-F1, per-class precision/recall/F1, most confused pairs, confusion matrix), per_class.csv,
-confusion_matrix.csv/.png, confused_pairs.csv, predictions.csv (per image: prediction, confidence, loss)
-and gallery.png (the highest-loss images); the confusion matrix also goes to TensorBoard (``logs/test``).
+macro-F1, per-class precision/recall/F1, most confused pairs, confusion matrix, the sanity gate's verdict,
+skipped images by reason), per_class.csv, confusion_matrix.csv/.png, confused_pairs.csv, predictions.csv
+(per image: prediction, confidence, loss) and gallery.png (the highest-loss images); the confusion matrix
+also goes to TensorBoard (``logs/<split>``). The folder is built beside and swapped in whole.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from data.core.cli import fail, setup_logging
-from data.core.io import atomic_write_with, write_json
-from data.core.config import ConfigError, add_config_args, config_from_args
+from data.core.cli import run, stage_parser
+from data.core.config import ConfigError, config_from_args, options_from_section
+from data.core.contracts import IMAGES, RUNS
+from data.core.io import atomic_write_with, replace_dir, write_json
+from train.dataset import ImageDataSet
+from train.errors import DataSetError, ModelNotUseful
+from train.gate import describe, sanity_check
+from train.metrics import classification_report, cross_entropy
+from train.predict import Predictor
+from train.reporting import confusion_png, gallery_png, log_png, write_png
+from train.runs import resolve_run, run_images_dir
+from train.screen import BAD_IMAGE_POLICIES, report_bad, screen_files
+from train.split import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,26 @@ class EvaluateOptions:
     batch_size: int = 64
     gallery_size: int = 16
     top_confused: int = 10
+    bad_images: str = "skip"
+    strict: bool = False
+
+
+def check_options(options: EvaluateOptions) -> None:
+    """Raise ``ConfigError`` for an unknown split or policy, or a count below 1."""
+    if options.split not in SPLITS:
+        raise ConfigError(f"evaluate.split = {options.split!r} is not a split; choose one of {', '.join(SPLITS)}")
+    if options.bad_images not in BAD_IMAGE_POLICIES:
+        raise ConfigError(
+            f"evaluate.bad_images = {options.bad_images!r}; choose one of {', '.join(BAD_IMAGE_POLICIES)}"
+        )
+    for key in ("batch_size", "gallery_size"):
+        if getattr(options, key) < 1:
+            raise ConfigError(f"evaluate.{key} must be at least 1")
+
+
+def output_dir(run_dir: Path, split: str) -> Path:
+    """``{run}/evaluation`` for the test split, ``{run}/evaluation_<split>`` for another."""
+    return run_dir / ("evaluation" if split == "test" else f"evaluation_{split}")
 
 
 def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
@@ -60,21 +92,14 @@ def _write_outputs(
     gallery_size: int,
 ) -> None:
     """Every file of the evaluation folder."""
-    from train.reporting import confusion_png, gallery_png, write_png
-
     cm = np.asarray(report["confusion_matrix"])
-    _write_csv(
-        out_dir / "confusion_matrix.csv",
-        pd.DataFrame(cm, index=pd.Index(classes, name="true \\ predicted"), columns=classes),
-        index=True,
-    )
-    write_png(out_dir / "confusion_matrix.png", confusion_png(cm, classes, "test confusion matrix"))
+    index = pd.Index(classes, name="true \\ predicted")
+    _write_csv(out_dir / "confusion_matrix.csv", pd.DataFrame(cm, index=index, columns=classes), index=True)
+    write_png(out_dir / "confusion_matrix.png", confusion_png(cm, classes, f"{report['split']} confusion matrix"))
     per_class = pd.DataFrame.from_dict(report["per_class"], orient="index").rename_axis("class").reset_index()
     _write_csv(out_dir / "per_class.csv", per_class)
-    _write_csv(
-        out_dir / "confused_pairs.csv",
-        pd.DataFrame(report["most_confused"], columns=["true", "predicted", "count", "share_of_true"]),
-    )
+    pairs = pd.DataFrame(report["most_confused"], columns=["true", "predicted", "count", "share_of_true"])
+    _write_csv(out_dir / "confused_pairs.csv", pairs)
     _write_csv(out_dir / "predictions.csv", predictions)
     worst = predictions.sort_values("loss", ascending=False, kind="stable").head(gallery_size)
     images = [_thumbnail(images_dir / p) for p in worst["path"]]
@@ -85,96 +110,97 @@ def _write_outputs(
     write_json(out_dir / "metrics.json", report)
 
 
+def _usable_rows(data: ImageDataSet, options: EvaluateOptions, run_name: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows of the split whose image decodes (the others skipped and counted, or an error)."""
+    rows = data.rows(options.split).reset_index(drop=True)
+    if rows.empty:
+        raise DataSetError(f"the {options.split} split of {run_name} is empty: nothing to evaluate")
+    files = [data.images_dir / p for p in rows["path"]]
+    bad = screen_files(files)
+    skipped = report_bad(files, bad, options.bad_images, f"{options.split} images")
+    rows = rows.drop(index=list(bad)).reset_index(drop=True)
+    if rows.empty:
+        raise DataSetError(f"none of the {len(files)} {options.split} images of {run_name} can be read ({skipped})")
+    return rows, skipped
+
+
 def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = EvaluateOptions()) -> dict[str, Any]:
     """Evaluate ``run_dir``'s model on one split of its saved ``split.csv``; returns the metrics written.
 
     Args:
         run_dir: a training run folder (model.keras, split.csv, classes.json).
-        images_dir: folder the split's image paths are relative to (``{processed}/images``).
-        options: split, batch size, gallery size, number of confused pairs.
+        images_dir: folder the split's image paths are relative to (``{images}`` or the run's train.images).
+        options: split, batch size, gallery size, number of confused pairs, bad-image policy.
     """
-    import keras
-
-    from train.dataset import DataSetError, ImageDataSet
-    from train.metrics import classification_report, cross_entropy
-    from train.reporting import confusion_png, log_png
-
-    if not (run_dir / "model.keras").is_file():
-        raise DataSetError(f"{run_dir} has no model.keras (did the training run finish?)")
+    check_options(options)
+    predictor = Predictor.load(run_dir)
     data = ImageDataSet.from_run(run_dir, images_dir)
-    rows = data.rows(options.split)
-    if rows.empty:
-        raise DataSetError(f"the {options.split} split of {run_dir.name} is empty")
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
-    image_size = int(model.input_shape[1])
-    probs = model.predict(data.tf_dataset(options.split, image_size, options.batch_size), verbose=0)
-    y_true = data.labels(options.split)
-    report = classification_report(y_true, probs, data.classes, options.top_confused)
-    report = {"run_id": run_dir.name, "split": options.split, **report}
-    predictions = (
-        rows[["key", "path", "label"]]
-        .reset_index(drop=True)
-        .assign(
-            predicted=[data.classes[i] for i in probs.argmax(axis=1)],
-            confidence=probs.max(axis=1).round(4),
-            loss=cross_entropy(y_true, probs).round(4),
-        )
+    rows, skipped = _usable_rows(data, options, run_dir.name)
+    probs = predictor.predict_files([images_dir / p for p in rows["path"]], options.batch_size)
+    y_true = rows["label_index"].to_numpy(dtype=np.int64)
+    majority = int(np.bincount(data.labels("train"), minlength=len(data.classes)).argmax())
+    report = {
+        "run_id": run_dir.name,
+        "split": options.split,
+        "skipped": skipped,
+        **classification_report(y_true, probs, predictor.classes, options.top_confused),
+        "sanity": sanity_check(y_true, probs, predictor.classes, majority),
+    }
+    predictions = rows[["key", "path", "label"]].assign(
+        predicted=[predictor.classes[i] for i in probs.argmax(axis=1)],
+        confidence=probs.max(axis=1).round(4),
+        loss=cross_entropy(y_true, probs).round(4),
     )
-    out_dir = run_dir / ("evaluation" if options.split == "test" else f"evaluation_{options.split}")
-    _write_outputs(out_dir, report, predictions, data.classes, images_dir, options.gallery_size)
-    log_png(
-        run_dir / "logs" / options.split,
-        "confusion_matrix",
-        confusion_png(np.asarray(report["confusion_matrix"]), data.classes, f"{options.split} confusion matrix"),
-        step=0,
-    )
-    log.info("evaluation written to %s", out_dir)
+    target = output_dir(run_dir, options.split)
+    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
+    try:
+        _write_outputs(work, report, predictions, predictor.classes, images_dir, options.gallery_size)
+        replace_dir(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    png = confusion_png(np.asarray(report["confusion_matrix"]), predictor.classes, f"{options.split} confusion matrix")
+    log_png(run_dir / "logs" / options.split, "confusion_matrix", png, step=0)
+    log.info("evaluation written to %s", target)
     return report
 
 
-def options_from_section(section: dict[str, Any]) -> EvaluateOptions:
-    """``EvaluateOptions`` from an ``[evaluate]`` mapping (without ``run``); unknown keys raise ``ConfigError``."""
-    known = set(EvaluateOptions.__dataclass_fields__)
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"[evaluate] has unknown key(s) {unknown}; known: run, {', '.join(sorted(known))}")
-    return EvaluateOptions(**section)
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make evaluate``)."""
-    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
-    add_config_args(parser)
+    parser = stage_parser("train.evaluate", __doc__)
     parser.add_argument("--run", default=None, help="latest (default), a run id or a run folder")
-    parser.add_argument(
-        "--split", choices=("train", "validation", "test"), default=None, help="which split to score (default: test)"
-    )
+    parser.add_argument("--split", default=None, help="which split to score: train, validation or test (default)")
     args = parser.parse_args(argv)
-    setup_logging()
-    from train.dataset import DataSetError
-    from train.runs import RunNotFound, resolve_run
 
-    try:
+    def body() -> int:
         cfg = config_from_args(args)
         section = cfg.section("evaluate")
-        ref = args.run or section.pop("run", "latest")
-        section.pop("run", None)
+        ref = args.run or section.get("run", "latest")
         if args.split:
             section["split"] = args.split
-        options = options_from_section(section)
-        run_dir = resolve_run(cfg.path("runs"), ref)
-        report = evaluate(run_dir, cfg.path("processed") / "images", options)
-    except (ConfigError, DataSetError, RunNotFound) as exc:
-        fail(str(exc))
-    print(f"run: {run_dir}  split: {report['split']}  images: {report['samples']}")
-    print(
-        f"accuracy {report['accuracy']:.3f}  top-3 {report['top3_accuracy']:.3f}  "
-        f"macro-F1 {report['macro_f1']:.3f}  loss {report['loss']:.3f}"
-    )
-    for pair in report["most_confused"][:3]:
-        print(f"  confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
-    print(f"outputs: {run_dir / ('evaluation' if report['split'] == 'test' else 'evaluation_' + report['split'])}")
+        options = options_from_section(EvaluateOptions, section, "evaluate", ignore=("run",))
+        check_options(options)
+        run_dir = resolve_run(cfg.path(RUNS), str(ref))
+        report = evaluate(run_dir, run_images_dir(run_dir, cfg.path(IMAGES)), options)
+        print(
+            f"run: {run_dir}  split: {report['split']}  images: {report['samples']}  skipped: {report['skipped'] or 0}"
+        )
+        print(
+            f"accuracy {report['accuracy']:.3f}  top-3 {report['top3_accuracy']:.3f}  "
+            f"macro-F1 {report['macro_f1']:.3f}  loss {report['loss']:.3f}"
+        )
+        for pair in report["most_confused"][:3]:
+            print(f"  confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
+        print("\n".join(describe(report["sanity"], report["split"])))
+        print(f"outputs: {output_dir(run_dir, report['split'])}")
+        if options.strict and not report["sanity"]["passed"]:
+            raise ModelNotUseful(
+                f"evaluate.strict: the model of {run_dir} does not clearly beat the majority-class baseline"
+            )
+        return 0
+
+    return run(body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

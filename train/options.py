@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.core.config import Config, ConfigError, apply_override
+from data.core.config import Config, ConfigError, apply_override, options_from_section
+from data.core.contracts import RUN_FILES
+from data.core.io import write_json
+from train.screen import BAD_IMAGE_POLICIES
+from train.split import validate_ratios
+
+# The names each choice accepts, here so that checking options needs no TensorFlow (a refused run answers
+# at once); the modules that implement them import these (tests/train/test_backbones.py checks BACKBONES).
+BACKBONES = ("resnet50", "vgg19", "mobilenet_v3_small", "efficientnet_b0", "small_resnet", "tiny")
+HEADS = ("original", "deep")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+RECIPES = ("auto", "scratch", "transfer")
+AUGMENT = ("auto", "none", "light", "strong")  # auto: strong from scratch, light for transfer (train/pipeline.py)
 
 
 @dataclass(frozen=True)
@@ -17,6 +29,8 @@ class TrainOptions:
 
     backbone: str = "mobilenet_v3_small"
     weights: str = "imagenet"
+    recipe: str = "auto"
+    images: str = ""
     image_size: int = 224
     head: str = "original"
     batch_size: int = 32
@@ -25,48 +39,41 @@ class TrainOptions:
     fine_tune_layers: int = 20
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
     dropout: float = 0.3
     patience: int = 4
+    time_budget_s: float = 0.0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
-    augment: bool = True
+    augment: str = "auto"
     mixed_precision: bool = False
     strategy: str = "auto"
     embedding_cache: bool = True
     cache_dir: str = "data/cache/embeddings"
     split_file: str = ""
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> "TrainOptions":
-        """Options from a ``[train]`` mapping; unknown keys and uncastable values raise ``ConfigError``."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - set(fields))
-        if unknown:
-            raise ConfigError(f"[train] has unknown key(s) {unknown}; known: {sorted(fields)}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            default = getattr(cls, name)
-            try:
-                if isinstance(default, bool):
-                    if not isinstance(value, bool):
-                        raise TypeError("expected true or false")
-                elif isinstance(default, tuple):
-                    value = tuple(float(v) for v in value)
-                else:
-                    value = type(default)(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"train.{name} = {value!r}: {exc}") from exc
-            values[name] = value
-        return cls(**values)
+    bad_images: str = "skip"
+    strict: bool = False
 
     @classmethod
     def from_config(cls, cfg: Config) -> "TrainOptions":
         """Options from a loaded configuration, with ``{root}``-style placeholders in paths expanded."""
-        options = cls.from_section(cfg.section("train"))
+        options = options_from_section(cls, cfg.section("train"), "train")
         paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
         return dataclasses.replace(
-            options, cache_dir=options.cache_dir.format(**paths), split_file=options.split_file.format(**paths)
+            options,
+            cache_dir=options.cache_dir.format(**paths),
+            split_file=options.split_file.format(**paths),
+            images=options.images.format(**paths),
         )
+
+    @property
+    def from_scratch(self) -> bool:
+        """Whether this run uses the from-scratch recipe (``auto``: when there are no weights to start from)."""
+        if self.recipe == "auto":
+            return str(self.weights).lower() in ("none", "", "random")
+        return self.recipe == "scratch"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (``split`` as a list)."""
@@ -75,20 +82,59 @@ class TrainOptions:
         return doc
 
 
+def check_options(options: TrainOptions) -> None:
+    """Raise ``ConfigError`` for an unknown name or an impossible number, before any work."""
+    for key, choices in (
+        ("backbone", BACKBONES),
+        ("head", HEADS),
+        ("strategy", STRATEGIES),
+        ("recipe", RECIPES),
+        ("bad_images", BAD_IMAGE_POLICIES),
+        ("augment", AUGMENT),
+    ):
+        if getattr(options, key) not in choices:
+            raise ConfigError(f"train.{key} = {getattr(options, key)!r}; choose one of {', '.join(choices)}")
+    for key in ("epochs", "batch_size", "patience"):
+        if getattr(options, key) < 1:
+            raise ConfigError(f"train.{key} = {getattr(options, key)} must be at least 1")
+    if options.image_size < 16:
+        raise ConfigError(f"train.image_size = {options.image_size} must be at least 16 (pixels)")
+    for key in ("learning_rate", "fine_tune_learning_rate"):
+        if getattr(options, key) <= 0:
+            raise ConfigError(f"train.{key} must be above 0")
+    for key in ("weight_decay", "warmup_epochs", "time_budget_s", "dropout", "fine_tune_epochs"):
+        if getattr(options, key) < 0:
+            raise ConfigError(f"train.{key} must not be negative")
+    if not 0 <= options.label_smoothing < 1 or not options.dropout < 1:
+        raise ConfigError("train.label_smoothing and train.dropout must be in [0, 1)")
+    weights = str(options.weights)
+    if weights.lower() not in ("imagenet", "none", "", "random") and not Path(weights).expanduser().is_file():
+        raise ConfigError(
+            f"train.weights = {weights!r}: no such weights file (give imagenet, none, or the path of a weights "
+            f"file such as an earlier run's backbone.weights.h5)"
+        )
+    try:
+        validate_ratios(options.split)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def save_options(run_dir: Path, options: TrainOptions) -> None:
     """Write ``options.json`` into a run folder (what ``--resume`` reads back)."""
-    from data.core.io import write_json
-
-    write_json(run_dir / "options.json", options.to_dict())
+    write_json(run_dir / RUN_FILES["options"], options.to_dict())
 
 
 def resume_options(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainOptions:
     """A run's saved options, with any ``train.key=value`` overrides applied (e.g. more epochs)."""
-    path = run_dir / "options.json"
+    path = run_dir / RUN_FILES["options"]
     if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a training run folder (no options.json)")
-    data = {"train": json.loads(path.read_text(encoding="utf-8"))}
+        raise ConfigError(f"{run_dir} is not a training run folder (no {path.name})")
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved.setdefault("recipe", "transfer")  # runs from before the from-scratch recipe were all transfer runs
+    if isinstance(saved.get("augment"), bool):  # and had augment = true / false
+        saved["augment"] = "auto" if saved["augment"] else "none"
+    data = {"train": saved}
     for override in overrides:
         if override.strip().startswith("train."):
             apply_override(data, override)
-    return TrainOptions.from_section(data["train"])
+    return options_from_section(TrainOptions, data["train"], "train")

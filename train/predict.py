@@ -2,7 +2,7 @@
 
     python -m train.predict [--run latest|RUN_ID|RUN_DIR] [--top-k 3] [--out predictions.csv] PATH [PATH ...]
 
-A PATH is an image file, a folder (searched recursively for .jpg/.jpeg/.png/.webp/.bmp) or a text file
+A PATH is an image file, a folder (searched recursively for .jpg/.jpeg/.png/.webp/.bmp/.gif) or a text file
 with one image path per line (``@list.txt``). Evaluate, label, visualise and deploy load a run through
 :class:`Predictor`, so every stage decodes and resizes exactly as training did (``train/pipeline.py``).
 """
@@ -22,13 +22,15 @@ from data.core.cli import run, stage_parser
 from data.core.contracts import RUN_FILES, RUNS
 from data.core.errors import InputError
 from data.core.io import atomic_write_with
+from train.screen import IMAGE_SUFFIXES, screen_files
+
+__all__ = ["IMAGE_SUFFIXES", "Predictor", "collect_images", "predictions_frame"]
 
 if TYPE_CHECKING:
     import keras
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 EMBEDDING_LAYER = "embedding"  # the classifier's penultimate output, named in train/model.py
 
 
@@ -54,14 +56,14 @@ class Predictor:
         Raises:
             InputError: the folder has no finished model.
         """
-        import keras
-
         model_file, classes_file = run_dir / RUN_FILES["model"], run_dir / RUN_FILES["classes"]
         if not model_file.is_file() or not classes_file.is_file():
             raise InputError(
                 f"{run_dir} has no {model_file.name} and {classes_file.name}: did its training "
                 f"run finish? (train a model with `make train`)"
             )
+        import keras  # only once the run is known to hold a model: a wrong --run answers at once
+
         model = keras.models.load_model(model_file, compile=False)
         classes = tuple(json.loads(classes_file.read_text(encoding="utf-8")))
         return cls(run_dir, model, classes)
@@ -152,18 +154,9 @@ def predictions_frame(predictor: Predictor, files: Sequence[Path], probs: np.nda
 
 
 def _readable(files: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Split files into those OpenCV can decode and the others with a reason (named in the summary)."""
-    import cv2
-
-    good, bad = [], []
-    for path in files:
-        if not path.is_file():
-            bad.append((path, "missing"))
-        elif cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is None:
-            bad.append((path, "not a decodable image"))
-        else:
-            good.append(path)
-    return good, bad
+    """Split files into those the pipeline can decode and the others with a reason (named in the log)."""
+    bad = screen_files(files)
+    return [f for i, f in enumerate(files) if i not in bad], [(files[i], reason) for i, reason in bad.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,10 @@ publish) on real files.
     download  catalogue.parquet       -> images/<label>/<key>.jpg, images/manifest.parquet
     publish   images/                 -> kaggle/ (images.zip, manifest.csv, dataset-metadata.json)
     train     images/manifest.parquet -> runs/<run id>/ (model.keras, classes.json, split.csv, metrics.json)
+    export    runs/<run id>/          -> exports/<model>/<version>/ (saved_model.pb, model_card.json, tflite/;
+                                         file and signature names in deploy/layout.py) -> serve
+    label     manifest + runs/<run id>/ -> labels/<version>/ (issues.parquet, summary.json, review.html)
+    apply     labels/<version>/       -> labels/<version>/applied/ (manifest.parquet + label_version, changes.csv)
 """
 
 from __future__ import annotations
@@ -106,6 +110,29 @@ MANIFEST = Table(
     required=("key", "label", "status", "path"),
 )
 SPLIT = Table("", "split.csv", ("key", "path", "label", "split"), required=("key", "path", "label", "split"))
+# label -> apply-labels / visualise: {labels}/<version>/issues.parquet, one row per stored image; issue_type is
+# its main issue ("" for none), issues every type that applies (comma-separated); see label/table.py.
+ISSUES = Table(
+    "",
+    "issues.parquet",
+    (
+        *("key", "path", "label", "split", "sha256", "orig_width", "orig_height", "issue_type", "issues", "action"),
+        *("suggested_label", "suggested_prob", "given_prob", "quality_score", "label_issue", "cleanlab_default"),
+        *("oof_label", "oof_given_prob", "knn_label", "knn_agreement", "knn_voters", "nearest_key"),
+        *("nearest_similarity", "cluster", "cluster_size", "cluster_kind", "cluster_labels", "cross_class"),
+        *("cross_split", "unreadable", "dark", "light", "blurry", "low_information", "odd_size", "odd_aspect"),
+        *("brightness", "contrast", "sharpness", "entropy", "width", "height", "dhash"),
+    ),
+    required=("key", "path", "label", "issue_type", "issues", "action", "suggested_label", "suggested_prob"),
+)
+# apply-labels: {labels}/<version>/applied/changes.csv beside manifest.parquet (MANIFEST's columns + label_version)
+CHANGES = Table(
+    "",
+    "changes.csv",
+    ("key", "path", "old_label", "new_label", "action", "reason", "source", "issues")
+    + ("suggested_label", "suggested_prob", "quality_score", "knn_agreement"),
+    required=("key", "old_label", "new_label", "action"),
+)
 
 # Folders and single files named in [paths] (besides the tables above).
 IMAGES = "images"  # {processed}/images: <label>/<key>.jpg and manifest.parquet
@@ -136,4 +163,5 @@ RUN_FILES = {
     "metrics": "metrics.json",
     "options": "options.json",
     "config": "config.resolved.json",
+    "backbone_weights": "backbone.weights.h5",  # from-scratch runs: reusable as train.weights=<this file>
 }

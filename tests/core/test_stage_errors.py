@@ -24,6 +24,8 @@ WRONG_TYPE = {  # a value of the wrong type for a key the stage reads
     "data.download": "download.concurrency=1.5",
     "data.kaggle.fetch": "fetch.dataset=3",
     "data.kaggle.publish": "publish.private=1",
+    "train.train": "train.image_size=1.5",
+    "train.evaluate": "evaluate.batch_size=yes",
 }
 
 

@@ -28,8 +28,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -128,7 +129,7 @@ class _Cdp:
         await self._ws.send_str(json.dumps(msg))
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"CDP {method} got no answer within {timeout:g} s") from None
         finally:
             self._pending.pop(msg_id, None)
@@ -179,6 +180,7 @@ class Page:
         self.console_errors: list[str] = []
         self.requests: list[str] = []
         self._loaded: set[str] = set()  # loaderIds whose load event fired
+        self._browser_fetches: set[str] = set()  # URLs chromium requested itself, not the page
         cdp.handlers[session_id] = self._on_event
         for domain in ("Runtime", "Log", "Page", "Network"):
             self._call(f"{domain}.enable")
@@ -197,13 +199,19 @@ class Page:
             self.console_errors.append(_describe(details["exception"]) if "exception" in details else details["text"])
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             entry = params["entry"]
-            self.console_errors.append(f"{entry['text']} ({entry['url']})" if entry.get("url") else entry["text"])
+            if entry.get("url") not in self._browser_fetches:
+                self.console_errors.append(f"{entry['text']} ({entry['url']})" if entry.get("url") else entry["text"])
         elif method == "Network.requestWillBeSent":
-            self.requests.append(params["request"]["url"])
+            url = params["request"]["url"]
+            # Chromium fetches /favicon.ico on its own: neither the page's request nor its error when absent
+            if params.get("type") == "Other" and url.endswith("/favicon.ico"):
+                self._browser_fetches.add(url)
+            else:
+                self.requests.append(url)
         elif method == "Page.lifecycleEvent" and params["name"] == "load":
             self._loaded.add(params["loaderId"])
 
-    def goto(self, url: str, timeout: float = 30) -> "Page":
+    def goto(self, url: str, timeout: float = 30) -> Page:
         """Navigate to ``url`` and wait for its load event (matched by loader, not a stale one)."""
         nav = self._call("Page.navigate", url=url)
         if nav.get("errorText"):
@@ -303,7 +311,7 @@ class Browser:
         self._cdp: _Cdp | None = None
         self._downloads: dict[str, dict[str, Any]] = {}  # guid -> suggestedFilename, state, filePath
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:

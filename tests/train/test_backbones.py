@@ -8,9 +8,18 @@ import keras
 import numpy as np
 import pytest
 
-from train.backbones import WeightsUnavailable, base_model, build_backbone, unfreeze_top, weights_fingerprint
+from train.backbones import (
+    BACKBONES,
+    WeightsUnavailable,
+    base_model,
+    build_backbone,
+    make_trainable,
+    unfreeze_top,
+    weights_fingerprint,
+)
 from train.distribute import is_chief_task, make_strategy, precision_policy
 from train.model import build_classifier, build_head
+from train.options import BACKBONES as OPTION_BACKBONES
 
 SIZE = 32
 
@@ -101,8 +110,6 @@ def test_imagenet_offline_says_where_to_put_the_file(monkeypatch):
     message = str(info.value)
     assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in message
     assert "models" in message and "train.weights=none" in message
-    with pytest.raises(WeightsUnavailable, match="train.weights=none"):
-        build_backbone("tiny", SIZE, weights="imagenet")
 
 
 def test_unfreeze_top_keeps_preprocessing_and_batch_norm_frozen():
@@ -140,3 +147,32 @@ def test_mixed_precision_keeps_float32_probabilities_and_restores_the_policy(pix
         assert model(pixels).dtype == "float32"
         assert backbone.layers[-1].compute_dtype == "float16"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_every_backbone_name_is_built_and_ours_has_no_imagenet(tmp_path):
+    assert tuple(BACKBONES) == OPTION_BACKBONES  # options.py checks names without loading TensorFlow
+    backbone = build_backbone("small_resnet", SIZE, weights=None)
+    assert backbone.output_shape == (None, 256)
+    assert make_trainable(backbone) == len(backbone.weights) - 2 * sum(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in base_model(backbone).layers
+    )  # every weight but batch norm's moving statistics
+    for name in ("small_resnet", "tiny"):
+        with pytest.raises(WeightsUnavailable, match="no imagenet weights: use --set train.weights=none"):
+            build_backbone(name, SIZE, weights="imagenet")
+    wrong = tmp_path / "tiny.weights.h5"
+    base_model(build_backbone("tiny", SIZE, weights=None)).save_weights(wrong)
+    with pytest.raises(WeightsUnavailable, match="saved from a small_resnet backbone"):
+        build_backbone("small_resnet", SIZE, weights=str(wrong))
+
+
+def test_scratch_classifier_trains_batch_norm_and_transfer_keeps_it_frozen(pixels):
+    for train_backbone in (True, False):
+        backbone = build_backbone("small_resnet", SIZE, weights=None)
+        # as the recipes prepare it: all trainable from scratch; fine-tuning's top layers with batch norm frozen
+        make_trainable(backbone) if train_backbone else unfreeze_top(backbone, 1000)
+        model = build_classifier(backbone, build_head(256, 3), train_backbone=train_backbone)
+        bn = next(layer for layer in base_model(backbone).layers if isinstance(layer, keras.layers.BatchNormalization))
+        before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+        model(pixels, training=True)
+        moved = not np.allclose(before, keras.ops.convert_to_numpy(bn.moving_mean))
+        assert moved == train_backbone

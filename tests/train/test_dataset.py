@@ -35,6 +35,9 @@ def test_split_is_deterministic_stratified_and_disjoint(manifest, tmp_path):
     for split, expected in zip(SPLITS, (8, 1, 1)):
         assert data.summary["per_class"][split] == {c: expected for c in CLASSES}
     assert data.summary["dropped"] == {"not_ok": 3, "missing_file": 0, "duplicate_key": 0}
+    screened = data.screened()
+    assert screened.summary["dropped"] == {"not_ok": 3, "missing_file": 0, "duplicate_key": 0, "undecodable": 0}
+    pd.testing.assert_frame_equal(screened.frame, data.frame)
     assert data.summary["manifest_rows"] == 73
 
     other_seed = ImageDataSet.from_manifest(manifest, seed=8)
@@ -122,7 +125,16 @@ def test_pipeline_yields_raw_0_255_pixels_and_augments_train_only(manifest):
     np.testing.assert_array_equal(again.numpy(), batch_x.numpy())
 
     tf.random.set_seed(0)
-    train = data.tf_dataset("train", 40, 64, augment=True)
-    first, second = (next(iter(train))[0].numpy() for _ in range(2))
-    assert not np.allclose(first, second)
-    assert 0.0 <= first.min() and first.max() <= 255.0 and first.max() > 200
+    for augment in ("light", "strong"):
+        train = data.tf_dataset("train", 40, 64, augment=augment)
+        first, second = (next(iter(train))[0].numpy() for _ in range(2))
+        assert first.shape == (56, 40, 40, 3)
+        assert not np.allclose(first, second)
+        assert 0.0 <= first.min() and first.max() <= 255.0 and first.max() > 200
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        data.tf_dataset("train", 40, 64, augment="heavy")
+
+
+def test_unknown_split_name_is_a_clear_error(manifest):
+    with pytest.raises(DataSetError, match="unknown split 'val'; choose one of train, validation, test"):
+        ImageDataSet.from_manifest(manifest).rows("val")

@@ -1,0 +1,65 @@
+"""The export folder, in TF Serving's layout: ``{exports}/<model>/<version>/`` with a whole-number version.
+
+A version folder appears in one rename (export builds it in a hidden folder beside it), so a reader that
+sees ``<version>/saved_model.pb`` sees a finished export. TF Serving ignores the extra files we add
+(``model_card.json``, ``tflite/``, ``config.resolved.json``), and so do we when loading.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from data.core.errors import BusyError
+
+SAVED_MODEL = "saved_model.pb"
+CARD = "model_card.json"
+TFLITE_DIR = "tflite"
+# The SavedModel's signatures (deploy/graph.py writes them, deploy/model.py serves them).
+BYTES_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "serving_pixels"
+BYTES_INPUT = "image_bytes"
+PIXELS_INPUT = "pixels"
+_VERSION = re.compile(r"[0-9]{1,18}")  # TF Serving parses the folder name as an int64
+
+
+def versions(model_dir: Path) -> list[int]:
+    """The finished versions under ``model_dir``, ascending (hidden temporary folders are not versions)."""
+    if not model_dir.is_dir():
+        return []
+    found = []
+    for child in model_dir.iterdir():
+        if _VERSION.fullmatch(child.name) and (child / SAVED_MODEL).is_file():
+            found.append(int(child.name))
+    return sorted(found)
+
+
+def version_dir(model_dir: Path, version: int) -> Path:
+    """Where ``version`` lives (TF Serving reads the name as a number: no leading zeros are written)."""
+    return model_dir / str(version)
+
+
+def read_card(folder: Path) -> dict[str, Any] | None:
+    """The model card of a version folder, or None when it has none or it is not JSON."""
+    try:
+        doc = json.loads((folder / CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@contextmanager
+def exclusive(model_dir: Path) -> Iterator[None]:
+    """Hold ``model_dir/.export.lock`` while choosing and writing a version (the kernel drops it on exit)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with open(model_dir / ".export.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BusyError(f"another export is writing to {model_dir}; wait for it to finish") from exc
+        yield

@@ -1,0 +1,64 @@
+"""``make serve``: serve an export over HTTP, TF Serving's REST API and more, on 127.0.0.1 by default.
+
+    python -m deploy.serve [--config data/config.toml] [--model-dir DIR] [--host H] [--port P] [--wait]
+
+Serves the highest version under ``{exports}/<serve.model_name>/`` (default: export.model_name) and
+swaps in a newer one when ``make export`` writes it, without a restart. Routes: ``/v1/models/<model>...``
+(status, metadata, :predict, :classify), ``POST /predict`` (raw image or multipart files -> top-k),
+``/healthz``, ``/readyz``, ``/metrics`` and an upload page at ``/``. Stop with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from data.core.cli import run, stage_parser
+from data.core.contracts import EXPORTS
+from data.core.errors import InputError
+from deploy import layout
+from deploy.options import serve_options
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (``make serve``)."""
+    parser = stage_parser("deploy.serve", __doc__)
+    parser.add_argument("--model-dir", type=Path, help="a model folder of versions (default: {exports}/<model>)")
+    parser.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: serve.port, 8501 as TF Serving's REST)")
+    parser.add_argument("--wait", action="store_true", help="start even with no version yet (readyz: 503)")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from aiohttp import web
+
+        from data.core.config import config_from_args
+        from deploy.app import build_app
+
+        cfg = config_from_args(args)
+        options = serve_options(cfg)
+        options = dataclasses.replace(
+            options, host=args.host or options.host, port=options.port if args.port is None else args.port
+        )
+        model_dir = args.model_dir or cfg.path(EXPORTS) / options.model_name
+        found = layout.versions(model_dir)
+        if not found and not args.wait:
+            raise InputError(
+                f"no exported version in {model_dir}: run `make export` first (or pass --wait to start "
+                "anyway and serve the first version that appears)"
+            )
+        print(
+            f"serve: {options.model_name} from {model_dir} (versions {found or 'none yet'}) on "
+            f"http://{options.host}:{options.port}/  TF Serving REST: /v1/models/{options.model_name}:predict; "
+            f"upload page: /; metrics: /metrics; Ctrl-C stops",
+            flush=True,
+        )
+        web.run_app(build_app(model_dir, options), host=options.host, port=options.port, print=None, access_log=None)
+        print("serve: stopped")
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

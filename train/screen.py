@@ -1,0 +1,94 @@
+"""The bad-image pre-pass: find the files the training pipeline cannot decode, before it meets them.
+
+A corrupt JPEG in the middle of an epoch stops ``model.fit`` with a TensorFlow traceback; a missing file
+does the same. Every stage that reads images (train, evaluate, predict) first runs :func:`screen_files`,
+which decodes each file once with the same decoder as the pipeline (``tf.io.decode_image``), in parallel
+through tf.data, and reports the ones that fail with a reason, so they can be skipped and counted, or named
+in an error. Its cost, measured on the 5,421 grocery photos (224 px JPEGs) on the 2 shared CPU cores here:
+1.3 s with the machine idle, 5-12 s under a load average of 5-10, against 20-30 s for one from-scratch
+training epoch over their 2,640 training images at 128 px. (OpenCV's reduced-size decode is faster, 0.8 s
+idle, but it accepts truncated JPEGs that TensorFlow then rejects mid-epoch, so it cannot stand in for it.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+from data.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+BAD_IMAGE_POLICIES = ("skip", "fail")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+NAMED_IN_LOG = 20  # bad files named one by one in the log; the rest are counted
+
+
+def _first_line(message: str) -> str:
+    """TensorFlow's message without its op decorations (``{{function_node ...}}``, ``[Op:DecodeImage]``)."""
+    text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", message.strip().splitlines()[0] if message.strip() else "")
+    return text[:200] or "cannot be decoded"
+
+
+def _reason(path: str) -> str:
+    """Why one file does not decode (run only for the few that failed the parallel pass)."""
+    import tensorflow as tf
+
+    try:
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as exc:
+        return f"not a decodable image ({_first_line(getattr(exc, 'message', str(exc)))})"
+    return "not a decodable image"
+
+
+def screen_files(paths: Sequence[Path | str]) -> dict[int, str]:
+    """Index -> reason, for each of ``paths`` that is missing or that the pipeline cannot decode."""
+    import tensorflow as tf
+
+    names = [str(p) for p in paths]
+    bad = {i: "missing file" for i, p in enumerate(names) if not os.path.isfile(p)}
+    present = [i for i in range(len(names)) if i not in bad]
+    if not present:
+        return bad
+    started = time.perf_counter()
+
+    def shape(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return index, tf.shape(image)
+
+    ds = tf.data.Dataset.from_tensor_slices((present, [names[i] for i in present]))
+    ds = ds.map(shape, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(1024)
+    decoded = {int(i) for indices, _ in ds.as_numpy_iterator() for i in indices}
+    for i in present:
+        if i not in decoded:
+            bad[i] = _reason(names[i])
+    log.info("checked %d images in %.1f s: %d cannot be used", len(names), time.perf_counter() - started, len(bad))
+    return dict(sorted(bad.items()))
+
+
+def report_bad(paths: Sequence[Path | str], bad: dict[int, str], policy: str, what: str) -> dict[str, int]:
+    """Log the bad files (named, then counted) and return counts by reason; with ``fail``, raise instead.
+
+    Raises:
+        InputError: ``policy`` is ``fail`` and some file is bad: the message names the first ones.
+    """
+    if not bad:
+        return {}
+    if policy == "fail":
+        named = "; ".join(f"{paths[i]}: {reason}" for i, reason in list(bad.items())[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InputError(
+            f"{len(bad)} of the {len(paths)} {what} cannot be used: {named}{more}; remove or replace them, "
+            f'or set bad_images = "skip" to leave them out'
+        )
+    for i, reason in list(bad.items())[:NAMED_IN_LOG]:
+        log.warning("skipped %s: %s", paths[i], reason)
+    if len(bad) > NAMED_IN_LOG:
+        log.warning("skipped %d more unusable images (see the counts by reason)", len(bad) - NAMED_IN_LOG)
+    counts = Counter("missing file" if r == "missing file" else "undecodable" for r in bad.values())
+    return dict(sorted(counts.items()))

@@ -1,0 +1,103 @@
+"""Where the images come from: the download manifest, or a folder of ``<label>/<file>`` or
+``<split>/<label>/<file>``; each gives one row per usable image (key, path, label, group[, split]).
+
+Rows that cannot be used are dropped and counted by reason (not stored, missing file, duplicate key, not
+in a class folder); undecodable images are left out afterwards by ``ImageDataSet.screened``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data.core.contracts import MANIFEST
+from train.errors import DataSetError
+from train.screen import IMAGE_SUFFIXES
+from train.split import SPLITS
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["key", "path", "label", "group"]
+
+
+def manifest_rows(manifest: Path, images_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The stored images of a download manifest, and the rows dropped by reason.
+
+    Raises:
+        DataSetError: no manifest.
+        InputError: a manifest without the columns of the download contract.
+    """
+    if not manifest.is_file():
+        raise DataSetError(f"no download manifest at {manifest}: run `make download-images` first")
+    rows = pd.read_parquet(manifest)
+    MANIFEST.check(rows.columns, manifest)
+    dropped: dict[str, int] = {}
+    ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
+    dropped["not_ok"] = int((~ok).sum())
+    frame = rows[ok].copy()
+    exists = frame["path"].map(lambda p: (images_dir / p).is_file())
+    dropped["missing_file"] = int((~exists).sum())
+    absent = [str(images_dir / p) for p in frame.loc[~exists, "path"]]  # named by ImageDataSet.screened
+    frame = frame[exists]
+    duplicate = frame["key"].duplicated(keep="first")
+    dropped["duplicate_key"] = int(duplicate.sum())
+    frame = frame[~duplicate].astype({"key": str, "label": str, "path": str})
+    frame["group"] = frame["sha256"] if "sha256" in frame else frame["key"]
+    frame = frame[ROW_COLUMNS].reset_index(drop=True)
+    return frame, {"source": str(manifest), "manifest_rows": int(len(rows)), "dropped": dropped, "absent": absent}
+
+
+def _layout(folder: Path) -> str:
+    """``split`` when the folder's subfolders are split names, ``label`` when they are class names."""
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders:
+        raise DataSetError(f"train.images = {folder} has no subfolders: put each class's images in <label>/")
+    named = [s for s in subfolders if s in SPLITS]
+    if not named:
+        return "label"
+    others = [s for s in subfolders if s not in SPLITS]
+    if others:
+        raise DataSetError(
+            f"train.images = {folder} mixes split folders ({', '.join(named)}) with {', '.join(others[:5])}: "
+            f"unknown split name(s); use <split>/<label>/<file> with split one of {', '.join(SPLITS)}, "
+            f"or <label>/<file> for every class"
+        )
+    if "train" not in named:
+        raise DataSetError(f"train.images = {folder} has split folders but no train/: add train/<label>/<file>")
+    return "split"
+
+
+def folder_rows(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The images of a class-folder tree; with a ``split`` layout the rows keep their folder's split.
+
+    Raises:
+        DataSetError: no such folder, no subfolders, unknown split names, no image files.
+    """
+    if not folder.is_dir():
+        raise DataSetError(f"train.images = {folder} is not a folder (give <label>/<file> or <split>/<label>/<file>)")
+    layout = _layout(folder)
+    depth = 3 if layout == "split" else 2
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    placed = [p for p in files if len(p.relative_to(folder).parts) == depth]
+    dropped: dict[str, int] = {"outside_class_folder": len(files) - len(placed)}
+    if not placed:
+        raise DataSetError(
+            f"train.images = {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}) in class folders"
+        )
+    relative = [p.relative_to(folder).as_posix() for p in placed]
+    frame = pd.DataFrame(
+        {
+            "key": [hashlib.sha1(r.encode("utf-8")).hexdigest()[:16] for r in relative],
+            "path": relative,
+            "label": [p.parent.name for p in placed],
+            # the content digest groups duplicate photos, as the manifest's sha256 does
+            "group": [hashlib.sha256(p.read_bytes()).hexdigest() for p in placed],
+        }
+    )
+    if layout == "split":
+        frame["split"] = [p.parts[-3] for p in placed]
+    return frame, {"source": str(folder), "layout": layout, "files": len(files), "dropped": dropped}
