@@ -39,10 +39,12 @@ def draw_product_image(class_index: int, seed: int, size: int = 128) -> np.ndarr
     background = rng.integers(200, 256, size=3)
     img = np.empty((size, size, 3), np.uint8)
     img[:] = background
-    hsv = np.uint8([[[(hue + rng.integers(-8, 9)) % 180, rng.integers(150, 256), rng.integers(120, 230)]]])
-    color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
-    cx, cy = (int(v) for v in rng.integers(size * 0.35, size * 0.65, size=2))
-    r = int(rng.integers(size * 0.18, size * 0.32))
+    # numpy's stubs reject the float bounds and nested lists below, which numpy accepts (type: ignore)
+    pixel = [(hue + rng.integers(-8, 9)) % 180, rng.integers(150, 256), rng.integers(120, 230)]
+    hsv = np.uint8([[pixel]])  # type: ignore[arg-type,call-overload]
+    color = tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])  # type: ignore[arg-type,call-overload]
+    cx, cy = (int(v) for v in rng.integers(size * 0.35, size * 0.65, size=2))  # type: ignore[arg-type,call-overload]
+    r = int(rng.integers(size * 0.18, size * 0.32))  # type: ignore[arg-type,call-overload]
     if shape == "rectangle":
         cv2.rectangle(img, (cx - r, cy - int(r * 0.7)), (cx + r, cy + int(r * 0.7)), color, -1)
     elif shape == "triangle":

@@ -138,6 +138,7 @@ def download_handler(fetcher: Fetcher, workers: ImageWorkers, out_dir: Path) -> 
         record.attempts, record.bytes = fetched.attempts, fetched.size or 0
         relative = f"{row.folder}/{row.key}.jpg"
         if fetched.status == OK:
+            assert fetched.body is not None, "an ok GET always carries its body"
             image = await workers.process(fetched.body, str(out_dir / relative))
             record.status, record.reason = image.status, image.reason
             record.orig_width, record.orig_height = image.orig_width, image.orig_height

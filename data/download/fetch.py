@@ -265,6 +265,7 @@ class Fetcher:
             return FetchResult(TOO_LARGE, f"over {self.opts.max_bytes} bytes", code, content_type=ctype, size=length)
         if mode == "head":
             return FetchResult(OK, "", code, content_type=ctype, size=length)
+        body: bytes | None
         if mode == "range":
             body = await _read_head(resp.content, SNIFF_BYTES)
         else:

@@ -213,7 +213,9 @@ def _report(job: _Job, table: pa.Table, this_run: dict[str, Any]) -> dict[str, A
 
 async def _engine(shards: list[Shard], finish: Any, opts: DownloadOptions, job: _Job, progress: Progress) -> None:
     """The event-loop part of a run: one session, and a process pool when images are stored."""
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    task = asyncio.current_task()
+    assert task is not None, "called from inside the event loop"
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     async with Fetcher(opts) as fetcher:
         if job.record_type is ValidationRecord:
             await run_shards(shards, validate_handler(fetcher), finish, concurrency=opts.concurrency, progress=progress)

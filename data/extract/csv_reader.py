@@ -174,7 +174,9 @@ def _read_with(
         except csv.Error as exc:
             result.error = f"unparseable CSV: {exc}"
             return
+    table = result.table
+    assert table is not None, "both readers set the table"
     for column in COLUMNS:  # optional columns a file lacks are still in the output, as nulls
-        if column not in result.table.column_names:
-            result.table = result.table.append_column(column, pa.nulls(result.table.num_rows, pa.string()))
-    result.table = result.table.select(list(COLUMNS))
+        if column not in table.column_names:
+            table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
+    result.table = table.select(list(COLUMNS))

@@ -63,7 +63,12 @@ def read_whole(path: Path, lazy_read: FileRead) -> FileRead:
         lazy_read.malformed,
         lazy_read.encoding,
     )
-    if not same or read.table is None or not read.table["image"].equals(lazy_read.table["image"]):
+    if (
+        not same
+        or read.table is None
+        or lazy_read.table is None
+        or not read.table["image"].equals(lazy_read.table["image"])
+    ):
         raise ValueError(f"{lazy_read.file} changed while it was being read")
     return read
 
@@ -84,4 +89,4 @@ def read_all(files: list[Path], names: list[str], lazy: list[bool], threads: int
             reads[i] = future.result()
             if progress is not None:
                 progress.update(1)
-    return reads
+    return [r for r in reads if r is not None]  # every slot was filled above

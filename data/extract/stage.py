@@ -68,13 +68,14 @@ def load_mapping(path: Path) -> dict[str, str]:
     pairs = [(clean_category(r[0]), r[1].strip() if len(r) > 1 else "") for r in rows[1:]]
     if any(key is None or not label for key, label in pairs):
         raise ExtractError(f"{path}: every row needs a main_category and a label")
+    checked = [(key, label) for key, label in pairs if key is not None]  # all of them, after the check above
     labels: dict[str, set[str]] = {}
-    for key, label in pairs:
+    for key, label in checked:
         labels.setdefault(key, set()).add(label)
     conflicts = sorted(key for key, values in labels.items() if len(values) > 1)
     if conflicts:
         raise ExtractError(f"{path}: categories mapped to two labels: {conflicts}")
-    return dict(pairs)
+    return dict(checked)
 
 
 def list_csv_files(raw_dir: Path, merged_file: str) -> list[Path]:
@@ -92,8 +93,9 @@ def list_csv_files(raw_dir: Path, merged_file: str) -> list[Path]:
 
 def _combined(reads: list[FileRead]) -> tuple[pa.Table, np.ndarray]:
     """All usable tables as one, with each row's source file and record number; plus each row's file index."""
+    tables = [r.table for r in reads if r.table is not None]  # usable reads: every one has its table
     names = pa.array([read.file for read in reads], pa.string())
-    file_index = np.repeat(np.arange(len(reads)), [r.table.num_rows for r in reads]).astype(np.int32)
+    file_index = np.repeat(np.arange(len(reads)), [t.num_rows for t in tables]).astype(np.int32)
     if not reads:
         return pa.table(
             {
@@ -101,9 +103,10 @@ def _combined(reads: list[FileRead]) -> tuple[pa.Table, np.ndarray]:
                 for c in (*COLUMNS, "key", "source_row", "source_file")
             }
         ), file_index
-    table = pa.concat_tables([r.table for r in reads])
+    table = pa.concat_tables(tables)
     numbers = [
-        np.asarray(r.row_numbers) if r.row_numbers is not None else np.arange(1, r.table.num_rows + 1) for r in reads
+        np.asarray(r.row_numbers) if r.row_numbers is not None else np.arange(1, t.num_rows + 1)
+        for r, t in zip(reads, tables)
     ]
     table = table.append_column("source_row", pa.array(np.concatenate(numbers).astype(np.int64)))
     # A dictionary column: one string per file, not per row.
@@ -184,6 +187,7 @@ def extract(options: ExtractOptions) -> dict:
                 f"would be dropped); add them to {options.mapping} or set extract.fail_on_unmapped=false; "
                 f"nothing was written"
             )
+        assert staging is not None, "a run that is not refused writes"
         write_json(staging / REPORT_FILE, report)
         for name in (DROPPED.file_name, CATALOGUE.file_name, REPORT_FILE):  # the report last: it vouches for both
             os.replace(staging / name, options.out_dir / name)

@@ -30,8 +30,10 @@ def server():
     srv.stop()
 
 
-def _catalogue(server: FaultyImageServer, path: Path, count: int = 120) -> Path:
-    """A CSV of slow images (40 ms each) mixed with dead, HTML and corrupt URLs."""
+def _catalogue(server: FaultyImageServer, path: Path, count: int = 120, hanging: int = 0) -> Path:
+    """A CSV of slow images (40 ms each) mixed with dead, HTML and corrupt URLs; ``hanging`` more rows at the
+    end whose answers take 30 s (so a run cannot finish before a test has signalled it, however busy the
+    machine)."""
     rows = []
     for i in range(count):
         route = (
@@ -44,6 +46,7 @@ def _catalogue(server: FaultyImageServer, path: Path, count: int = 120) -> Path:
             else f"/slow/40/{'portrait' if i % 2 else 'landscape'}.jpg"
         )
         rows.append((f"item{i:04d}", server.url(f"{route}?n={i}"), ("Fashion", "stores", "other")[i % 3]))
+    rows += [(f"hang{i:04d}", server.url(f"/hang?n={i}"), "other") for i in range(hanging)]
     return write_input(path, rows, columns=COLUMNS)
 
 
@@ -156,9 +159,10 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_no_partial_image(server, tmp_path):
-    source = _catalogue(server, tmp_path / "catalogue.csv", count=200)
+    source = _catalogue(server, tmp_path / "catalogue.csv", count=200, hanging=4)
     out = tmp_path / "images"
-    proc = _start(_command(source, out, tmp_path))
+    waiting = ["--set", "download.read_timeout=60.0", "--set", "download.total_timeout=60.0"]
+    proc = _start(_command(source, out, tmp_path) + waiting)
     _wait_for_shards(proc, out / ".shards", 2)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

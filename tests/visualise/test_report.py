@@ -29,7 +29,7 @@ def issues(demo_runs):
     split = pd.read_csv(demo_runs.run_dir / "split.csv")
     predictions = pd.read_csv(demo_runs.run_dir / "evaluation" / "predictions.csv")
     worst = predictions.sort_values("loss", ascending=False)["key"].iloc[0]
-    others = split["key"].iloc[:3].tolist()
+    others = split.loc[split["key"] != worst, "key"].iloc[:3].tolist()  # never the worst image itself
     frame = pd.DataFrame(
         {"key": [worst, *others, others[0]], "issue_type": ["label", "label", "duplicate", "junk", "duplicate"]}
     )
