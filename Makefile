@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install lock lint test demo fetch-raw extract download-images validate-urls \
         publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-report clean
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -90,7 +90,7 @@ tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=da
 	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.core.config import load_config; \
 	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
 
-bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-report ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -106,6 +106,9 @@ bench-scratch: install ## from scratch: make train (weights=none) vs the keras-i
 
 bench-serve: install ## make serve's dynamic batching vs one model.predict per request; TFLite variants
 	$(PY) -m bench.bench_serve $(ARGS)
+
+bench-label: install ## planted label noise on the grocery photos: cleanlab defaults vs make label; 100k-vector scale
+	$(PY) -m bench.bench_label $(ARGS)
 
 bench-report: install ## make eda / make visualise on a full-size replica: time, size, byte-identity
 	$(PY) -m bench.bench_report $(ARGS)

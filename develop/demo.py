@@ -77,6 +77,11 @@ STAGES = (
     Stage("publish-kaggle", "data.kaggle.publish", ("--dry-run",)),
     Stage("train", "train.train", DEMO_TRAIN),
     Stage("evaluate", "train.evaluate"),
+    Stage("label", "label"),
+    Stage("apply-labels", "label.apply", ("--set", "label.auto_threshold=0.9")),
+    Stage("export", "deploy.export"),
+    Stage("eda", "visualise.eda"),
+    Stage("visualise", "visualise.report"),
 )
 
 

@@ -1,0 +1,5 @@
+"""``python -m label`` (``make label``)."""
+
+from label.stage import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""What ``make label`` reads: the download manifest's stored images, the run's split, and label versions.
+
+A label version is a folder ``{labels}/<version>/``; ``{labels}/latest`` names the newest one, as
+``{runs}/latest`` does for training runs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.core.contracts import ISSUES, MANIFEST, RUN_FILES, SPLIT
+from data.core.errors import InputError
+
+LATEST = "latest"
+UNSEEN = "unseen"  # the split of an image the run did not train, validate or test on
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+def read_manifest(manifest: Path) -> pd.DataFrame:
+    """The whole download manifest, checked against its contract.
+
+    Raises:
+        InputError: no manifest, or one without the columns a reader needs.
+    """
+    if not manifest.is_file():
+        raise InputError(f"no download manifest at {manifest}: run `make download-images` first")
+    frame = pd.read_parquet(manifest)
+    MANIFEST.check(frame.columns, manifest)
+    return frame
+
+
+def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest's stored images, one per key, with the run's split; and the stored rows left out.
+
+    Returns:
+        A frame with key, path, label, sha256 ("" when unknown), orig_width, orig_height (0 when unknown)
+        and split (``unseen`` for an image the run's ``split.csv`` does not list); and one row (key, path,
+        reason) per row marked stored whose file is missing (``missing_file``) or whose key came earlier
+        (``duplicate_key``). Rows the downloader did not store are its own report's business.
+    """
+    ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
+    frame = rows[ok]
+    exists = frame["path"].map(lambda p: (images_dir / str(p)).is_file()).astype(bool)
+    duplicate = frame["key"].astype(str).duplicated(keep="first") & exists
+    left_out = pd.concat(
+        [frame[~exists].assign(reason="missing_file"), frame[duplicate].assign(reason="duplicate_key")]
+    )[["key", "path", "reason"]].astype(str)
+    frame = frame[exists & ~duplicate]
+    out = pd.DataFrame(
+        {
+            "key": frame["key"].astype(str),
+            "path": frame["path"].astype(str),
+            "label": frame["label"].astype(str),
+            "sha256": frame["sha256"].fillna("").astype(str) if "sha256" in frame else "",
+        }
+    )
+    for side in ("orig_width", "orig_height"):
+        values = frame[side] if side in frame else pd.Series(0, index=frame.index)
+        out[side] = pd.to_numeric(values, errors="coerce").fillna(0).astype(np.int64)
+    out["split"] = out["key"].map(run_splits(run_dir)).fillna(UNSEEN)
+    return out.reset_index(drop=True), left_out.reset_index(drop=True)
+
+
+def run_splits(run_dir: Path) -> dict[str, str]:
+    """The split of every key the run used (train, validation or test), from its ``split.csv``."""
+    path = run_dir / RUN_FILES["split"]
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no {path.name}: is it a finished training run? (`make train`)")
+    split = pd.read_csv(path, dtype=str)
+    SPLIT.check(split.columns, path)
+    return dict(zip(split["key"], split["split"]))
+
+
+def new_version(run_dir: Path) -> str:
+    """A fresh label version name: UTC time plus the run's id, so versions sort by time and name their run."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{run_dir.name}"
+
+
+def check_version_name(name: str) -> str:
+    """``name`` when it can be a folder name (letters, digits, ``.``, ``_``, ``-``), else ``InputError``."""
+    if not _VERSION_NAME.match(name) or name == LATEST:
+        raise InputError(f"label version {name!r} must be letters, digits, '.', '_' or '-' (and not {LATEST!r})")
+    return name
+
+
+def resolve_version(labels_dir: Path, ref: str) -> Path:
+    """The label version folder named by ``ref``: ``latest``, a version name, or a folder path.
+
+    Raises:
+        InputError: no such label version (with what to run first).
+    """
+    if ref == LATEST:
+        pointer = labels_dir / LATEST
+        if not pointer.is_file():
+            raise InputError(f"no label version yet: {pointer} does not exist (run `make label` first)")
+        ref = pointer.read_text(encoding="utf-8").strip()
+    for folder in (Path(ref), labels_dir / ref):
+        if (folder / ISSUES.file_name).is_file():
+            return folder
+    raise InputError(f"no label version {ref!r} with an {ISSUES.file_name} (looked in {labels_dir}; run `make label`)")

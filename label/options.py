@@ -1,0 +1,96 @@
+"""``LabelOptions``: the ``[label]`` section of data/config.toml (see there for what each key means)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from data.core.config import Config, options_from_section
+from data.core.errors import ConfigError
+
+# Issue types, in the order the review page and the summary list them (the first that applies is the
+# image's main issue). Quality flags come from label/quality.py, the others from label/stage.py.
+ISSUE_TYPES = (
+    "unreadable",
+    "cross_class_duplicate",
+    "label",
+    "cross_split_duplicate",
+    "low_information",
+    "dark",
+    "light",
+    "blurry",
+    "odd_size",
+    "odd_aspect",
+    "duplicate",
+)
+# cleanlab.filter.find_label_issues methods that need nothing but the labels and the probabilities
+FILTERS = ("both", "prune_by_noise_rate", "prune_by_class", "confident_learning", "predicted_neq_given")
+CLI_KEYS = ("run", "version")  # read by the command line, not by the stage functions
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How ``make label`` finds issues and how ``make apply-labels`` applies them."""
+
+    folds: int = 5
+    seed: int = 42
+    dims: int = 256
+    search_dims: int = 128
+    regularization: float = 0.1
+    max_iter: int = 200
+    fit_sample: int = 100_000
+    neighbours: int = 10
+    near_duplicate: float = 0.13
+    near_hash_bits: int = 10
+    knn_weight: float = 0.5
+    filter_by: str = "both"
+    dark: float = 25.0
+    light: float = 235.0
+    blur: float = 30.0
+    low_std: float = 6.0
+    low_entropy: float = 3.0
+    min_side: int = 64
+    max_aspect: float = 3.0
+    review_limit: int = 5000
+    page_size: int = 48
+    thumb_size: int = 128
+    batch_size: int = 64
+    workers: int = 4
+    threads: int = 1
+    cache_dir: str = "data/cache/embeddings"
+    auto_threshold: float = 0.0
+    auto_drop: tuple[str, ...] = ("unreadable", "cross_class_duplicate", "low_information")
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "LabelOptions":
+        """Options from a loaded configuration (``{root}``-style placeholders in ``cache_dir`` expanded).
+
+        Raises:
+            ConfigError: an unknown key, a value of the wrong type, or a value out of its range.
+        """
+        options = options_from_section(cls, cfg.section("label"), "label", ignore=CLI_KEYS)
+        paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
+        options = dataclasses.replace(options, cache_dir=options.cache_dir.format(**paths))
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a value no run could use (before any work is done)."""
+        least_values = {"folds": 2, "neighbours": 1, "page_size": 1, "thumb_size": 16, "batch_size": 1, "workers": 1}
+        least_values.update(max_iter=1, near_hash_bits=-1)
+        least_values.update(
+            dict.fromkeys(("review_limit", "fit_sample", "dims", "search_dims", "min_side", "threads"), 0)
+        )
+        for key, least in least_values.items():
+            if getattr(self, key) < least:
+                raise ConfigError(f"label.{key} = {getattr(self, key)} must be at least {least}")
+        for key in ("near_duplicate", "knn_weight", "auto_threshold"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"label.{key} = {getattr(self, key)} must lie between 0 and 1")
+        if self.regularization <= 0:
+            raise ConfigError(f"label.regularization = {self.regularization} must be above 0")
+        if self.filter_by not in FILTERS:
+            raise ConfigError(f"label.filter_by = {self.filter_by!r}; choose one of {', '.join(FILTERS)}")
+        unknown = sorted(set(self.auto_drop) - set(ISSUE_TYPES))
+        if unknown:
+            raise ConfigError(f"label.auto_drop has unknown issue type(s) {unknown}; known: {', '.join(ISSUE_TYPES)}")

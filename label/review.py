@@ -1,0 +1,114 @@
+"""The review page: one self-contained ``review.html`` (inline CSS and JavaScript, the data as inline JSON)
+and small JPEG thumbnails in ``thumbs/`` beside it, so it opens offline from the file system.
+
+The page (``label/review_template.html``) pages through the flagged images; per image or per duplicate
+cluster the reviewer chooses keep, relabel (to the suggested or any label) or drop, with keyboard shortcuts.
+Decisions live in the browser's localStorage under the label version's name, so they survive paging and
+reloads, and "save decisions" downloads them as ``decisions.json`` for ``make apply-labels``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from data.core.io import atomic_write_bytes
+from label.options import LabelOptions
+
+TEMPLATE = Path(__file__).with_name("review_template.html")
+THUMBS = "thumbs"
+JPEG_QUALITY = 80
+
+
+def thumbnail(source: Path, target: Path, side: int) -> bool:
+    """Write a JPEG of ``source`` whose longer side is at most ``side``; False when it cannot be read."""
+    image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    if image is None:
+        return False
+    scale = min(1.0, side / max(image.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, payload = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if ok:
+        atomic_write_bytes(target, payload.tobytes())
+    return bool(ok)
+
+
+def _number(value: Any, digits: int = 3) -> float | None:
+    """A float for JSON, None for NaN (JSON has no NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
+
+
+def _item(row: Any, thumb: str | None) -> dict[str, Any]:
+    """One flagged image as the page's JavaScript reads it (short keys: the page may hold thousands)."""
+    return {
+        "key": row.key,
+        "thumb": thumb,
+        "path": row.path,
+        "label": row.label,
+        "suggested": row.suggested_label,
+        "sp": _number(row.suggested_prob),
+        "gp": _number(row.given_prob),
+        "q": _number(row.quality_score),
+        "knn": row.knn_label,
+        "ka": _number(row.knn_agreement),
+        "issue": row.issue_type,
+        "issues": [i for i in row.issues.split(",") if i],
+        "action": row.action,
+        "cluster": int(row.cluster),
+        "cs": int(row.cluster_size),
+        "ckind": row.cluster_kind,
+        "clabels": row.cluster_labels,
+        "split": row.split,
+        "w": _number(row.width, 0),
+        "h": _number(row.height, 0),
+    }
+
+
+def page_data(review: pd.DataFrame, thumbs: list[str | None], summary: dict[str, Any], options: LabelOptions) -> dict:
+    """Everything the page shows: the version, the classes, the counts and one item per flagged image."""
+    return {
+        "version": summary["version"],
+        "run": summary["run"],
+        "classes": summary["classes"],
+        "counts": summary["counts"],
+        "images": summary["images"],
+        "flagged": summary["review"]["flagged"],
+        "page_size": options.page_size,
+        "items": [_item(row, thumb) for row, thumb in zip(review.itertuples(index=False), thumbs)],
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    """The HTML page with ``data`` inlined as JSON (``</`` escaped so no value can close the script)."""
+    payload = (
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    )
+    title = f"label review: {data['version']}".replace("&", "&amp;").replace("<", "&lt;")
+    return TEMPLATE.read_text(encoding="utf-8").replace("__TITLE__", title).replace("__DATA__", payload)
+
+
+def write_review(
+    out_dir: Path, review: pd.DataFrame, images_dir: Path, summary: dict[str, Any], options: LabelOptions
+) -> Path:
+    """Write ``review.html`` and ``thumbs/`` into ``out_dir``; returns the page's path."""
+    names = [f"{i:06d}.jpg" for i in range(len(review))]
+    sources = [images_dir / p for p in review["path"]]
+    targets = [out_dir / THUMBS / n for n in names]
+    (out_dir / THUMBS).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        jobs = pool.map(lambda st: thumbnail(st[0], st[1], options.thumb_size), zip(sources, targets))
+        made = list(tqdm(jobs, total=len(names), desc="thumbnails", unit="img", leave=False))
+    thumbs = [f"{THUMBS}/{n}" if ok else None for n, ok in zip(names, np.asarray(made, bool))]
+    page = out_dir / "review.html"
+    atomic_write_bytes(page, render(page_data(review, thumbs, summary, options)).encode("utf-8"))
+    return page

@@ -1,0 +1,83 @@
+"""The review page in a real headless Chromium, opened from the file system: decisions by keyboard and by
+click, kept across pages and a reload, one decision for a whole duplicate cluster, and the saved
+decisions.json accepted by ``make apply-labels``."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from label.apply import apply_labels
+from label.decisions import check_decisions, read_decisions
+from label.options import LabelOptions
+from label.review import write_review
+from label.table import order_for_review
+from tests.helpers.browser import Browser, chromium_or_skip
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CARD_KEYS = "[...document.querySelectorAll('#grid .card')].map(c => c.dataset.key)"
+STORED = "Object.keys(JSON.parse(localStorage.getItem('label-review:v1') || '{}')).length"
+
+
+def _filter(page, issue: str) -> None:
+    page.evaluate(
+        f"(s => {{ s.value = {json.dumps(issue)}; s.dispatchEvent(new Event('change')); }})"
+        "(document.getElementById('filter-issue'))"
+    )
+
+
+def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp_path):
+    exe = chromium_or_skip()
+    table = pd.read_parquet(labelled.version_dir / "issues.parquet")
+    summary = json.loads((labelled.version_dir / "summary.json").read_text())
+    page_dir = tmp_path / "review"  # the run's own table and images, four cards a page
+    write_review(page_dir, order_for_review(table), labelled.images, summary, LabelOptions(page_size=4, workers=2))
+    url = (page_dir / "review.html").as_uri()
+    with Browser(exe, download_dir=tmp_path / "downloads") as browser:
+        page = browser.open(url)
+        page.wait_for("document.querySelectorAll('#grid .card').length === 4")
+        assert page.evaluate("document.querySelectorAll('#grid .card img').length") >= 3  # thumbnails load offline
+        first_page = page.evaluate(CARD_KEYS)
+        page.press("d")  # drop the focused first card
+        page.press("j")
+        page.press("a")  # keep the second
+        page.press("n")
+        assert page.evaluate("document.getElementById('pageinfo').textContent").startswith("page 2 /")
+        third = page.evaluate(CARD_KEYS)[0]
+        relabel_to = page.evaluate("document.querySelector('#grid .card .relabel-to').value")
+        page.click("#grid .card button.relabel")
+        page.press("p")
+        assert page.evaluate(CARD_KEYS) == first_page
+        assert page.evaluate("document.querySelector('#grid .card .decision').textContent") == "drop"
+
+        page.goto(url)  # a reload keeps every decision (localStorage)
+        page.wait_for("document.querySelectorAll('#grid .card').length === 4")
+        assert page.evaluate(STORED) == 3
+
+        _filter(page, "cross_class_duplicate")
+        assert sorted(page.evaluate(CARD_KEYS)) == sorted(labelled.placeholders)
+        page.press("d")
+        page.press("c")  # the same decision for the whole cluster
+        assert page.evaluate(STORED) == len({first_page[0], first_page[1], third, *labelled.placeholders})
+        page.click("#save")
+        saved = browser.wait_download("decisions.json")
+        page.screenshot(tmp_path / "review.png")
+        assert page.console_errors == []
+        assert all(u.startswith(("file://", "data:", "blob:")) for u in page.requests), page.requests
+
+    doc = read_decisions(saved)
+    decisions = check_decisions(doc, saved, table["key"], summary["classes"], "v1")
+    kept = first_page[1] not in labelled.placeholders  # a placeholder kept on page 1 was then dropped with its cluster
+    assert decisions[first_page[0]].action == "drop"
+    assert decisions[first_page[1]].action == ("keep" if kept else "drop")
+    assert decisions[third].action == "relabel" and decisions[third].label == relabel_to
+    assert all(decisions[k].action == "drop" for k in labelled.placeholders)
+
+    result = apply_labels(labelled.version_dir, labelled.manifest, saved, LabelOptions())
+    changes = pd.read_csv(result.out_dir / "changes.csv").set_index("key")
+    assert set(labelled.placeholders) | {first_page[0]} <= set(changes.index[changes["action"] == "drop"])
+    assert changes.at[third, "new_label"] == relabel_to or relabel_to == table.set_index("key").at[third, "label"]
+    assert not kept or first_page[1] not in changes.index  # keep changes nothing
