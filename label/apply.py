@@ -7,7 +7,7 @@ Reads ``{labels}/<version>/issues.parquet`` and the download manifest (never mod
 ``{labels}/<version>/applied/``: manifest.parquet (the download manifest with the new labels, dropped images
 as status ``dropped``, and a ``label_version`` column), changes.csv (one row per relabelled or dropped
 image), decisions.json (the decisions applied), config.resolved.json. Train on it with
-``make train SET=paths.manifest={labels}/<version>/applied/manifest.parquet``.
+``make train SET=train.label_version=latest`` (or the version name).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from data.core.contracts import CHANGES, ISSUES, LABELS, MANIFEST
 from data.core.errors import ConfigError, InputError
 from data.core.io import write_json
 from label.decisions import Decision, auto_decisions, check_decisions, read_decisions
-from label.inputs import LATEST, read_manifest, resolve_version
+from label.inputs import LATEST, read_manifest
 from label.options import LabelOptions
 from label.output import staged_dir
-from label.stage import APPLIED
+from data.core.contracts import APPLIED, label_version_dir
 
 DROPPED = "dropped"  # the manifest status of an image a data version leaves out
 SCORE_COLUMNS = ["suggested_label", "suggested_prob", "quality_score", "knn_agreement"]  # copied from ISSUES
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = config_from_args(args)
         options = LabelOptions.from_config(cfg)
-        version_dir = resolve_version(cfg.path(LABELS), args.version)
+        version_dir = label_version_dir(cfg.path(LABELS), args.version)
         result = apply_labels(version_dir, MANIFEST.path(cfg), args.decisions, options, config=cfg)
         c = result.counts
         print(
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{c['images_kept']} images in the new version ({version_dir.name})"
         )
         print(f"outputs: {result.out_dir}  (manifest.parquet, changes.csv)")
-        print(f"next: make train SET=paths.manifest={result.manifest}")
+        print(f"next: make train SET=train.label_version={version_dir.name}  (reads {result.manifest})")
         return 0
 
     return run(body)

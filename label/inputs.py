@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.core.contracts import ISSUES, MANIFEST, RUN_FILES, SPLIT
+from data.core.contracts import LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT
 from data.core.errors import InputError
 
-LATEST = "latest"
+LATEST = LATEST_LABELS
 UNSEEN = "unseen"  # the split of an image the run did not train, validate or test on
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
@@ -86,20 +86,3 @@ def check_version_name(name: str) -> str:
     if not _VERSION_NAME.match(name) or name == LATEST:
         raise InputError(f"label version {name!r} must be letters, digits, '.', '_' or '-' (and not {LATEST!r})")
     return name
-
-
-def resolve_version(labels_dir: Path, ref: str) -> Path:
-    """The label version folder named by ``ref``: ``latest``, a version name, or a folder path.
-
-    Raises:
-        InputError: no such label version (with what to run first).
-    """
-    if ref == LATEST:
-        pointer = labels_dir / LATEST
-        if not pointer.is_file():
-            raise InputError(f"no label version yet: {pointer} does not exist (run `make label` first)")
-        ref = pointer.read_text(encoding="utf-8").strip()
-    for folder in (Path(ref), labels_dir / ref):
-        if (folder / ISSUES.file_name).is_file():
-            return folder
-    raise InputError(f"no label version {ref!r} with an {ISSUES.file_name} (looked in {labels_dir}; run `make label`)")

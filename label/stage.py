@@ -23,7 +23,7 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config
-from data.core.contracts import IMAGES, ISSUES, LABELS, MANIFEST, RUNS
+from data.core.contracts import APPLIED, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import write_json
 from label.duplicates import describe_clusters, exact_groups
@@ -36,7 +36,6 @@ from label.table import issue_columns, label_columns, label_summary, order_for_r
 log = logging.getLogger(__name__)
 
 LEFT_OUT = "left_out.csv"  # stored rows the stage could not use, with the reason
-APPLIED = "applied"  # the data version make apply-labels writes inside a label version folder
 _UNREADABLE_FILL = {"cluster": -1, "cluster_size": 1, "cluster_kind": "", "cluster_labels": "", "cross_class": False}
 _UNREADABLE_FILL.update({"cross_split": False, "label_issue": False, "cleanlab_default": False, "knn_voters": 0})
 

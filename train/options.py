@@ -31,6 +31,7 @@ class TrainOptions:
     weights: str = "imagenet"
     recipe: str = "auto"
     images: str = ""
+    label_version: str = ""
     image_size: int = 224
     head: str = "original"
     batch_size: int = 32

@@ -5,8 +5,9 @@
 
 Two recipes (``train.recipe``): ``transfer`` (a head on a frozen pretrained backbone, then fine-tuning;
 ``train/phases.py``) and ``scratch`` (every layer trained from random weights; ``train/scratch.py``);
-``auto`` picks scratch when ``train.weights = none``. Reads the download manifest ``{manifest}``, or the
-folder ``train.images`` (``<label>/<file>`` or ``<split>/<label>/<file>``); writes ``{runs}/<run_id>/``:
+``auto`` picks scratch when ``train.weights = none``. Reads the download manifest ``{manifest}``, the data
+version of ``make apply-labels`` (``train.label_version=latest`` or a version name), or the folder
+``train.images`` (``<label>/<file>`` or ``<split>/<label>/<file>``); writes ``{runs}/<run_id>/``:
 config.resolved.json, options.json, classes.json, split.csv, model.keras, metrics.json (with the sanity
 gate's verdict), backbone.weights.h5 (scratch), checkpoints/, logs/ (TensorBoard), and points
 ``{runs}/latest`` at it. Every input is checked before TensorFlow loads, so a refused run answers at once.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config, config_from_args
-from data.core.contracts import IMAGES, MANIFEST, RUNS
+from data.core.contracts import IMAGES, LABELS, MANIFEST, RUNS, applied_manifest
 from train.dataset import ImageDataSet
 from train.errors import ModelNotUseful
 from train.gate import describe
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         resume = resolve_resume(runs_dir, args.resume) if args.resume else None
         options = resume_options(resume, args.overrides) if resume else TrainOptions.from_config(cfg)
         manifest, images = cfg.path(MANIFEST.path_key), cfg.path(IMAGES)
+        if options.label_version and not options.images:  # the corrected data version of make apply-labels
+            manifest = applied_manifest(cfg.path(LABELS), options.label_version)
+            print(f"training on the data version {manifest}")
         result = train(manifest, runs_dir, options, images_dir=images, run_id=args.run_id, resume=resume, config=cfg)
         print("\n".join(summary_lines(result)))
         return 0

@@ -125,6 +125,9 @@ ISSUES = Table(
     ),
     required=("key", "path", "label", "issue_type", "issues", "action", "suggested_label", "suggested_prob"),
 )
+# apply-labels: {labels}/<version>/applied/ holds the new data version; {labels}/latest names the newest version.
+APPLIED = "applied"
+LATEST_LABELS = "latest"
 # apply-labels: {labels}/<version>/applied/changes.csv beside manifest.parquet (MANIFEST's columns + label_version)
 CHANGES = Table(
     "",
@@ -165,3 +168,33 @@ RUN_FILES = {
     "config": "config.resolved.json",
     "backbone_weights": "backbone.weights.h5",  # from-scratch runs: reusable as train.weights=<this file>
 }
+
+
+def label_version_dir(labels_dir: Path, ref: str) -> Path:
+    """The label version folder named by ``ref``: ``latest``, a version name under ``labels_dir``, or a folder.
+
+    Raises:
+        InputError: no such label version (with what to run first).
+    """
+    if ref == LATEST_LABELS:
+        pointer = labels_dir / LATEST_LABELS
+        if not pointer.is_file():
+            raise InputError(f"no label version yet: {pointer} does not exist (run `make label` first)")
+        ref = pointer.read_text(encoding="utf-8").strip()
+    for folder in (Path(ref), labels_dir / ref):
+        if (folder / ISSUES.file_name).is_file():
+            return folder
+    raise InputError(f"no label version {ref!r} with an {ISSUES.file_name} (looked in {labels_dir}; run `make label`)")
+
+
+def applied_manifest(labels_dir: Path, ref: str) -> Path:
+    """The manifest of the data version ``make apply-labels`` wrote for label version ``ref``.
+
+    Raises:
+        InputError: no such label version, or one not applied yet (with what to run).
+    """
+    folder = label_version_dir(labels_dir, ref)
+    manifest = folder / APPLIED / MANIFEST.file_name
+    if not manifest.is_file():
+        raise InputError(f"label version {folder} has no data version yet: run `make apply-labels` first")
+    return manifest

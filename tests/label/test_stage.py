@@ -108,13 +108,23 @@ def test_the_command_lines_label_and_apply_the_automatic_policy(labelled):
     new = pd.read_parquet(version / "applied" / "manifest.parquet")
     assert (new["label_version"] == "cli").all()
     assert new.set_index("key").loc[list(labelled.placeholders), "status"].eq("dropped").all()
-    assert f"make train SET=paths.manifest={version / 'applied' / 'manifest.parquet'}" in proc.stdout
+    assert f"make train SET=train.label_version={version.name}" in proc.stdout
+
+    # make train SET=train.label_version=<it>: the dropped images are not trained on
+    tiny = ["--set", "train.backbone=tiny", "--set", "train.weights=none", "--set", "train.image_size=32"]
+    tiny += ["--set", "train.epochs=1", "--set", "train.batch_size=16", "--run-id", "on-cli"]
+    proc = _run("train.train", *common, *tiny, "--set", "train.label_version=cli")
+    assert proc.returncode == 0 and f"training on the data version {version / 'applied'}" in proc.stdout, proc.stderr
+    split = pd.read_csv(labelled.root / "runs" / "on-cli" / "split.csv", dtype=str)
+    stored = new[new["status"].eq("ok") & new["path"].map(lambda p: (labelled.images / str(p)).is_file())]
+    assert set(split["key"]) == set(stored["key"]) and not set(split["key"]) & set(labelled.placeholders)
 
     for args, words in (
         (["label", *common, "--set", "label.no_such_kee=1"], ("no_such_kee", "unknown")),
         (["label", *common, "--run", "nope"], ("nope",)),
         (["label.apply", *common], ("nothing to apply",)),
         (["label.apply", *common, "--version", "missing"], ("missing", "make label")),
+        (["train.train", *common, "--set", "train.label_version=missing"], ("missing", "make label")),
     ):
         proc = _run(*args)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
