@@ -86,9 +86,8 @@ eda: install ## one offline HTML report of the catalogue and the downloaded imag
 visualise: install ## one offline HTML report of a training run (curves, confusion, calibration, embedding map)
 	$(PY) -m visualise.report $(CFG) $(ARGS)
 
-tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's)
-	.venv/bin/tensorboard --logdir $$($(PY) -c "import sys; from data.core.config import load_config; \
-	print(load_config(sys.argv[1], sys.argv[2:]).path('runs'))" $(CONFIG) $(SET))
+tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's; ARGS="--port 6007")
+	$(PY) -m train.tensorboard $(CFG) $(if $(ARGS),-- $(ARGS))
 
 bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report ## run every benchmark (prints tables)
 

@@ -194,7 +194,7 @@ def export_run(
     Raises:
         InputError: no finished model, an empty or missing split. ExportError: the graph does not match.
     """
-    from deploy.card import build_card, provenance
+    from deploy.card import provenance
     from train.predict import Predictor
 
     if not (run_dir / RUN_FILES["model"]).is_file():
@@ -217,22 +217,39 @@ def export_run(
         work = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
         try:
             built = _build(predictor, work, files, labels, options)
-            card = build_card(
-                model_name=options.model_name,
-                version=version,
-                classes=predictor.classes,
-                image_size=predictor.image_size,
-                source=source,
-                export_options=options_doc,
-                **built,
-            )
-            write_json(work / layout.CARD, card)
-            if config is not None:
-                config.save(work)
+            card = _write_card(work, predictor, version, source, options, options_doc, built, config)
             replace_dir(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return ExportResult(target, version, card, created=True)
+
+
+def _write_card(
+    work: Path,
+    predictor: "Predictor",
+    version: int,
+    source: dict[str, Any],
+    options: ExportOptions,
+    options_doc: dict[str, Any],
+    built: dict[str, Any],
+    config: "Config | None",
+) -> dict[str, Any]:
+    """Write the model card (and the resolved configuration) into the version being built; return the card."""
+    from deploy.card import build_card
+
+    card = build_card(
+        model_name=options.model_name,
+        version=version,
+        classes=predictor.classes,
+        image_size=predictor.image_size,
+        source=source,
+        export_options=options_doc,
+        **built,
+    )
+    write_json(work / layout.CARD, card)
+    if config is not None:
+        config.save(work)
+    return card
 
 
 def summary(result: ExportResult) -> str:

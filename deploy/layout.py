@@ -7,15 +7,12 @@ sees ``<version>/saved_model.pb`` sees a finished export. TF Serving ignores the
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
-from data.core.errors import BusyError
+from data.core.io import exclusive as lock
 
 SAVED_MODEL = "saved_model.pb"
 CARD = "model_card.json"
@@ -53,13 +50,6 @@ def read_card(folder: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-@contextmanager
-def exclusive(model_dir: Path) -> Iterator[None]:
+def exclusive(model_dir: Path) -> ContextManager[None]:
     """Hold ``model_dir/.export.lock`` while choosing and writing a version (the kernel drops it on exit)."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with open(model_dir / ".export.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise BusyError(f"another export is writing to {model_dir}; wait for it to finish") from exc
-        yield
+    return lock(model_dir / ".export.lock", f"another export is writing to {model_dir}; wait for it to finish")

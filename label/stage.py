@@ -121,19 +121,7 @@ def find_issues(
     if images.empty:
         raise InputError(f"{manifest} lists no stored image (left out: {skipped}); run `make download-images`")
     log.info("%d stored images in %s (left out: %s)", len(images), manifest, skipped)
-    files = [images_dir / p for p in images["path"]]
-    measures = measure_all(files, options.workers)
-    table = pd.concat([images, measures.drop(columns="unreadable")], axis=1)
-    table = pd.concat([table, quality_flags(measures, images["orig_width"], images["orig_height"], options)], axis=1)
-    readable = ~table["unreadable"].to_numpy()
-    kept = [f for f, ok in zip(files, readable) if ok]
-    columns, info = _analyse(run_dir, images[readable], kept, table["dhash"].to_numpy()[readable], options)
-    table = table.join(columns)
-    table = table.fillna({k: v for k, v in _UNREADABLE_FILL.items() if k in table}).infer_objects()
-    for column in ("suggested_label", "oof_label", "knn_label", "nearest_key"):
-        if column in table:
-            table[column] = table[column].fillna("")
-    table = pd.concat([table, issue_columns(table, options)], axis=1)
+    table, info = _issue_table(run_dir, images, [images_dir / p for p in images["path"]], options)
     review = order_for_review(table)
     summary = {
         "version": out_dir.name,
@@ -151,6 +139,24 @@ def find_issues(
 
     mark_latest(out_dir.parent, out_dir.name)
     return LabelResult(out_dir, summary)
+
+
+def _issue_table(
+    run_dir: Path, images: pd.DataFrame, files: list[Path], options: LabelOptions
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per image: quality measures and flags, the model's opinions, duplicates and the issue types."""
+    measures = measure_all(files, options.workers)
+    table = pd.concat([images, measures.drop(columns="unreadable")], axis=1)
+    table = pd.concat([table, quality_flags(measures, images["orig_width"], images["orig_height"], options)], axis=1)
+    readable = ~table["unreadable"].to_numpy()
+    kept = [f for f, ok in zip(files, readable) if ok]
+    columns, info = _analyse(run_dir, images[readable], kept, table["dhash"].to_numpy()[readable], options)
+    table = table.join(columns)
+    table = table.fillna({k: v for k, v in _UNREADABLE_FILL.items() if k in table}).infer_objects()
+    for column in ("suggested_label", "oof_label", "knn_label", "nearest_key"):
+        if column in table:
+            table[column] = table[column].fillna("")
+    return pd.concat([table, issue_columns(table, options)], axis=1), info
 
 
 def _write(

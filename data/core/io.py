@@ -1,13 +1,18 @@
-"""The one way to write a file: atomically (whole or not at all), shareable (0644), JSON pretty-printed."""
+"""The one way to write a file: atomically (whole or not at all), shareable (0644), JSON pretty-printed; and the
+one way for a run to own a folder (an exclusive lock the kernel drops when the process ends, even on kill -9)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from data.core.errors import BusyError
 
 
 FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
@@ -61,3 +66,19 @@ def replace_dir(src: Path, target: Path) -> None:
 def write_json(target: Path, doc: Any) -> None:
     """Write a JSON document atomically, pretty-printed."""
     atomic_write_bytes(target, (json.dumps(doc, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+@contextmanager
+def exclusive(lock_file: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file`` (created with its folder) or raise ``BusyError(busy)`` at once.
+
+    The lock is not a file's content but the kernel's: it is released when the process ends, however it ends,
+    so a killed run never leaves a stale lock behind.
+    """
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise BusyError(busy) from exc
+        yield

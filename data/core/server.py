@@ -53,12 +53,17 @@ class BackgroundServer:
         self.port = self._runner.addresses[0][1]
 
     def stop(self, timeout: float = 30) -> None:
-        """Stop serving and end the thread."""
+        """Stop serving, end the thread and close its loop (a second call does nothing)."""
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout)
             self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        if self._loop.is_closed():
+            return
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+        if not self._thread.is_alive():  # a loop still running cannot be closed; a daemon thread ends with us
+            self._loop.close()
 
     def __enter__(self) -> "BackgroundServer":
         return self.start()

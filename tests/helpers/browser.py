@@ -17,25 +17,21 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import itertools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-import aiohttp
 import pytest
 
 from data.core.io import atomic_write_bytes
+from tests.helpers.cdp import BrowserError, Cdp
 
 VIEWPORT = (1280, 900)
 _FLAGS = [
@@ -68,101 +64,12 @@ _SPECIAL_KEYS = {
 }
 
 
-class BrowserError(RuntimeError):
-    """Chromium did not start, a CDP command failed, or page JavaScript threw."""
-
-
 def chromium_or_skip() -> str:
     """The chromium executable, or skip the calling test with the reason when none is installed."""
     exe = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
     if exe is None:
         pytest.skip("chromium not installed: apt-get install chromium (browser test skipped)")
     return exe
-
-
-class _Cdp:
-    """One CDP websocket on a private loop; commands are synchronous, events go to per-session handlers."""
-
-    def __init__(self, ws_url: str, timeout: float) -> None:
-        self.timeout = timeout
-        self.cond = threading.Condition()  # guards every piece of state the event handlers write
-        self.handlers: dict[str, Callable[[str, dict[str, Any]], None]] = {}
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="cdp-client")
-        self._thread.start()
-        self._submit(self._connect(ws_url), timeout)
-
-    def _submit(self, coro: Any, timeout: float) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout + 5)
-
-    async def _connect(self, ws_url: str) -> None:
-        self._session = aiohttp.ClientSession()
-        # max_msg_size=0: screenshots and big evaluate results exceed aiohttp's 4 MiB default
-        self._ws = await self._session.ws_connect(ws_url, max_msg_size=0)
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self._ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            if "id" in data:
-                fut = self._pending.pop(data["id"], None)
-                if fut is not None and not fut.done():
-                    fut.set_result(data)
-            elif (handler := self.handlers.get(data.get("sessionId", ""))) is not None:
-                with self.cond:
-                    handler(data["method"], data.get("params", {}))
-                    self.cond.notify_all()
-        for fut in self._pending.values():  # the browser went away: fail every command still waiting
-            if not fut.done():
-                fut.set_exception(BrowserError("the chromium DevTools connection closed"))
-
-    async def _call(self, method: str, params: dict[str, Any], session_id: str, timeout: float) -> dict[str, Any]:
-        msg_id = next(self._ids)
-        fut = self._pending[msg_id] = self._loop.create_future()
-        msg: dict[str, Any] = {"id": msg_id, "method": method, "params": params}
-        if session_id:
-            msg["sessionId"] = session_id
-        await self._ws.send_str(json.dumps(msg))
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise TimeoutError(f"CDP {method} got no answer within {timeout:g} s") from None
-        finally:
-            self._pending.pop(msg_id, None)
-
-    def call(self, method: str, session_id: str = "", timeout: float | None = None, **params: Any) -> dict[str, Any]:
-        """Send one command and return its ``result``; a protocol error raises :class:`BrowserError`."""
-        timeout = self.timeout if timeout is None else timeout
-        reply = self._submit(self._call(method, params, session_id, timeout), timeout)
-        if "error" in reply:
-            raise BrowserError(f"CDP {method} failed: {reply['error'].get('message')} {reply['error'].get('data', '')}")
-        return reply.get("result", {})
-
-    def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Wait until ``predicate()`` (called under the lock) is truthy; return it or raise TimeoutError."""
-        with self.cond:
-            found = self.cond.wait_for(predicate, timeout)
-        if not found:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        return found
-
-    def close(self) -> None:
-        async def _close() -> None:
-            await self._ws.close()
-            await self._session.close()
-
-        try:
-            self._submit(_close(), 5)
-        except (TimeoutError, OSError, aiohttp.ClientError, BrowserError):
-            pass  # chromium may already be gone; the process kill that follows is what matters
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()  # else the loop's self-pipe is closed at garbage collection, with a warning
 
 
 def _describe(remote: dict[str, Any]) -> str:
@@ -175,7 +82,7 @@ def _describe(remote: dict[str, Any]) -> str:
 class Page:
     """One tab: navigation, JavaScript, input, screenshots, and what the page logged and requested."""
 
-    def __init__(self, cdp: _Cdp, session_id: str) -> None:
+    def __init__(self, cdp: Cdp, session_id: str) -> None:
         self._cdp, self._session = cdp, session_id
         self.console_errors: list[str] = []
         self.requests: list[str] = []
@@ -308,7 +215,7 @@ class Browser:
         self.profile_dir = self._tmp / "profile"
         self.download_dir = Path(download_dir) if download_dir is not None else self._tmp / "downloads"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._cdp: _Cdp | None = None
+        self._cdp: Cdp | None = None
         self._downloads: dict[str, dict[str, Any]] = {}  # guid -> suggestedFilename, state, filePath
 
     def __enter__(self) -> Self:
@@ -329,7 +236,7 @@ class Browser:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so __exit__ can kill every child
             )
-        self._cdp = _Cdp(self._ws_url(), self.timeout)
+        self._cdp = Cdp(self._ws_url(), self.timeout)
         self._cdp.handlers[""] = self._on_browser_event
         self._cdp.call(
             "Browser.setDownloadBehavior",
