@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from data.core.config import REPO_ROOT
+from data.extract.csv_reader import COLUMNS as KAGGLE_COLUMNS
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amazon-products-csv-sample"
 WORK = REPO_ROOT / "bench" / "results" / "extract"
@@ -36,19 +37,7 @@ def build_replica(raw: Path, rows: int, files: int = 139, seed: int = 0) -> None
     raw.mkdir(parents=True)
     sample = pd.concat(
         [pd.read_csv(p) for p in sorted(SAMPLE.glob("*.csv")) if p.name != "Amazon-Products.csv"], ignore_index=True
-    )[
-        [
-            "name",
-            "main_category",
-            "sub_category",
-            "image",
-            "link",
-            "ratings",
-            "no_of_ratings",
-            "discount_price",
-            "actual_price",
-        ]
-    ]
+    )[list(KAGGLE_COLUMNS)]
     rng = np.random.default_rng(seed)
     picked = sample.iloc[rng.integers(0, len(sample), rows)].reset_index(drop=True)
     # ~5% of rows repeat an earlier URL, as in the real data; the rest get a fresh image id.

@@ -101,20 +101,8 @@ def classify(table: pa.Table, mapping: dict[str, str], from_merged: np.ndarray) 
 def kept_table(table: pa.Table, triage: Triage, mapping: dict[str, str]) -> pa.Table:
     """The manifest: kept rows with cleaned text, parsed numbers, a key and the reduced label."""
     keep = pa.array(triage.keep)  # a filter works chunk by chunk; a take on many chunks is far slower
-    rows = table.select(
-        [
-            "key",
-            "name",
-            "sub_category",
-            "source_file",
-            "source_row",
-            "link",
-            "ratings",
-            "no_of_ratings",
-            "discount_price",
-            "actual_price",
-        ]
-    ).filter(keep)
+    derived = ("url", "main_category", "label")  # built below from the triage and the mapping
+    rows = table.select([c for c in CATALOGUE.columns if c not in derived]).filter(keep)
     rows = rows.append_column("url", triage.url.filter(keep))
     main = triage.main.filter(keep)
     numbers = {
