@@ -13,7 +13,6 @@ image), decisions.json (the decisions applied), config.resolved.json. Train on i
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,12 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config
-from data.core.contracts import CHANGES, ISSUES, LABELS, MANIFEST
+from data.core.contracts import APPLIED, CHANGES, LABELS, MANIFEST, label_version_dir
 from data.core.errors import ConfigError, InputError
-from data.core.io import write_json
+from data.core.io import staged_dir, write_json
 from label.decisions import Decision, auto_decisions, check_decisions, read_decisions
-from label.inputs import LATEST, read_manifest
+from label.inputs import LATEST, read_manifest, read_version
 from label.options import LabelOptions
-from label.output import staged_dir
-from data.core.contracts import APPLIED, label_version_dir
 
 DROPPED = "dropped"  # the manifest status of an image a data version leaves out
 SCORE_COLUMNS = ["suggested_label", "suggested_prob", "quality_score", "knn_agreement"]  # copied from ISSUES
@@ -129,9 +126,7 @@ def apply_labels(
         raise InputError(
             f"{manifest} is inside {out_dir}, which this run would replace: point paths.manifest elsewhere"
         )
-    table = pd.read_parquet(version_dir / ISSUES.file_name)
-    ISSUES.check(table.columns, version_dir / ISSUES.file_name)
-    summary = json.loads((version_dir / "summary.json").read_text(encoding="utf-8"))
+    table, summary = read_version(version_dir)
     chosen = choose(table, summary.get("classes", []), version_dir.name, decisions, options)
     rows = read_manifest(manifest)
     new, changes = new_version(rows, table, chosen, version_dir.name)

@@ -25,11 +25,10 @@ from data.core.cli import run, stage_parser
 from data.core.config import Config
 from data.core.contracts import APPLIED, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
 from data.core.errors import ConfigError, InputError
-from data.core.io import write_json
+from data.core.io import staged_dir, write_json
 from label.duplicates import describe_clusters, exact_groups
 from label.inputs import check_version_name, new_version, read_manifest, usable_images
 from label.options import LabelOptions
-from label.output import staged_dir
 from label.quality import measure_all, quality_flags
 from label.table import issue_columns, label_columns, label_summary, order_for_review, summarise
 
@@ -52,11 +51,11 @@ def _analyse(
     run_dir: Path, images: pd.DataFrame, files: Sequence[Path], hashes: np.ndarray, options: LabelOptions
 ) -> tuple[pd.DataFrame, dict]:
     """Embeddings, neighbours, duplicate clusters and label scores of the readable images."""
+    from threadpoolctl import threadpool_limits
+
     from label.embed import embed, model_fingerprint, project, unit_rows
     from label.issues import score_labels
     from label.neighbours import clusters, near_radius, nearest
-    from threadpoolctl import threadpool_limits
-
     from train.predict import Predictor
 
     predictor = Predictor.load(run_dir)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from data.core.config import Config
 from data.core.errors import InputError
-from data.core.io import replace_dir
+from data.core.io import staged_dir
 from visualise.html import SIZE_TOKEN, esc, fmt
 
 MB = 1_000_000
@@ -35,17 +33,8 @@ def write_report_dir(target: Path, marker: str, fill: Callable[[Path], None], co
             f"{target} exists and is not a report folder (it has no {marker}); move it away or choose another "
             f"folder with SET=paths.reports=..."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
-        tmp.chmod(0o755)
+    with staged_dir(target, config) as tmp:
         fill(tmp)
-        if config is not None:
-            config.save(tmp)
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def footer(budget_mb: float, sampling: list[str], seed: int) -> list[str]:

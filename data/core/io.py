@@ -10,10 +10,9 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from data.core.errors import BusyError
-
 
 FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
 
@@ -82,3 +81,26 @@ def exclusive(lock_file: Path, busy: str) -> Iterator[None]:
         except BlockingIOError as exc:
             raise BusyError(busy) from exc
         yield
+
+
+class _Saves(Protocol):
+    def save(self, folder: Path) -> Any: ...
+
+
+@contextmanager
+def staged_dir(out_dir: Path, config: _Saves | None = None) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir`` to fill; when the block ends, ``config.resolved.json`` is added
+    (``config.save``) and the folder replaces ``out_dir`` whole. On any error it is removed and ``out_dir``
+    stays as it was.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        os.chmod(tmp, 0o755)  # a shareable output folder, not mkdtemp's owner-only one
+        yield tmp
+        if config is not None:
+            config.save(tmp)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
