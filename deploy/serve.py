@@ -11,13 +11,38 @@ swaps in a newer one when ``make export`` writes it, without a restart. Routes: 
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS
-from data.core.errors import InputError
+from data.core.errors import ConfigError, InputError
 from deploy import layout
 from deploy.options import serve_options
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    why = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port} ({why}): choose another --port / --host (SET=serve.port=...)"
+
+
+def check_listen(host: str, port: int) -> None:
+    """Bind every address of ``host``:``port`` once, as the server will, and let go.
+
+    Raises:
+        InputError: the port is taken, the address is not this machine's, or the host name does not resolve.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"host {host!r} (--host, serve.host) does not resolve ({exc}): try 127.0.0.1") from exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise InputError(_cannot_listen(host, port, exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         options = dataclasses.replace(
             options, host=args.host or options.host, port=options.port if args.port is None else args.port
         )
+        if not 0 <= options.port <= 65535:
+            raise ConfigError(f"--port {options.port}: expected 0-65535")
         model_dir = args.model_dir or cfg.path(EXPORTS) / options.model_name
         found = layout.versions(model_dir)
         if not found and not args.wait:
@@ -47,13 +74,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"no exported version in {model_dir}: run `make export` first (or pass --wait to start "
                 "anyway and serve the first version that appears)"
             )
+        check_listen(options.host, options.port)  # before TensorFlow loads: a busy port answers at once
         print(
             f"serve: {options.model_name} from {model_dir} (versions {found or 'none yet'}) on "
             f"http://{options.host}:{options.port}/  TF Serving REST: /v1/models/{options.model_name}:predict; "
             f"upload page: /; metrics: /metrics; Ctrl-C stops",
             flush=True,
         )
-        web.run_app(build_app(model_dir, options), host=options.host, port=options.port, print=None, access_log=None)
+        try:
+            web.run_app(
+                build_app(model_dir, options), host=options.host, port=options.port, print=None, access_log=None
+            )
+        except OSError as exc:  # taken between the check and the bind
+            raise InputError(_cannot_listen(options.host, options.port, exc)) from exc
         print("serve: stopped")
         return 0
 

@@ -21,8 +21,9 @@ from aiohttp import web
 from data.core.server import BackgroundServer
 from data.core.cli import run, stage_parser
 from data.core.config import REPO_ROOT, load_config, overrides_from_args
-from data.core.errors import InputError, StageError
+from data.core.errors import InputError
 from data.extract.csv_reader import COLUMNS
+from develop.checks import check_outputs_inside, check_settings
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
 BANNER = "*** SYNTHETIC DEMO DATA: generated pictures and products, not real Amazon data ***"
@@ -199,8 +200,13 @@ def claim_root(root: Path) -> None:
     (root / OWNER_MARK).write_text("made by `make demo`; delete this folder to start again\n", encoding="utf-8")
 
 
-def run_stage(stage: Stage, config: Path, overrides: list[str]) -> None:
-    """Run one stage's command line as ``make <target>`` would; stop the demo if it fails.
+def stage_overrides() -> list[str]:
+    """Every ``--set`` value the demo gives its stages (the user's come after them and win)."""
+    return [arg for stage in STAGES for flag, arg in zip(stage.args, stage.args[1:]) if flag == "--set"]
+
+
+def run_stage(stage: Stage, config: Path, overrides: list[str]) -> int:
+    """Run one stage's command line as ``make <target>`` would; returns its exit code.
 
     ``overrides`` (the demo's root first, then the user's ``--set`` values) come last, so they win over
     the demo's own settings.
@@ -216,9 +222,10 @@ def run_stage(stage: Stage, config: Path, overrides: list[str]) -> None:
     ]
     print(f"\n==> make {stage.target}   ({' '.join(command[1:])})", flush=True)
     started = time.monotonic()
-    if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
-        raise StageError(f"demo stopped: stage {stage.target!r} failed (see its message above)")
-    print(f"<== {stage.target} done in {time.monotonic() - started:.1f} s", flush=True)
+    code = subprocess.run(command, cwd=REPO_ROOT).returncode
+    if code == 0:
+        print(f"<== {stage.target} done in {time.monotonic() - started:.1f} s", flush=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,26 +239,33 @@ def main(argv: list[str] | None = None) -> int:
         # The demo's root first, the user's overrides after it: paths.version and the rest apply to the
         # demo's own catalogue exactly as to the stages it runs.
         overrides = [f"paths.root={args.root}", *overrides_from_args(args)]
-        cfg = load_config(args.config, overrides)
-        root, raw_dir = cfg.path("root"), cfg.path("raw")
+        config = Path(args.config).resolve()  # the stages run in the repository, maybe not from here
+        root = load_config(config, overrides).path("root").resolve()
+        overrides.append(f"paths.root={root}")  # the folder claimed below, wherever the stages run
+        cfg = load_config(config, overrides)
         if args.per_class < 3:
             raise InputError("--per-class must be at least 3 (train, validation and test need an image each)")
-        if not raw_dir.resolve().is_relative_to(root.resolve()):
-            raise InputError(
-                f"paths.raw ({raw_dir}) must lie inside the demo's folder {root}: the demo writes its "
-                f"catalogue there and never into a folder of real data"
-            )
+        check_outputs_inside(cfg, root)
+        check_settings(load_config(config, [*stage_overrides(), *overrides]))
         claim_root(root)
         print(BANNER)
         started = time.monotonic()
         with demo_server() as server:
+            raw_dir = cfg.path("raw")
             rows = write_demo_catalogue(raw_dir, server.base_url, args.per_class)
             print(
                 f"demo catalogue: {rows} rows in {raw_dir} ({len(CLASSES)} classes x {args.per_class} products, "
                 f"plus the merged file and 5 broken rows); images served at {server.base_url}"
             )
             for stage in STAGES:
-                run_stage(stage, args.config, overrides)
+                code = run_stage(stage, config, overrides)
+                if code:  # the stage said why in its own one line; a second "error:" line would only repeat it
+                    print(
+                        f"demo stopped: make {stage.target} failed (exit {code}, see above); outputs so far "
+                        f"are under {root}/",
+                        file=sys.stderr,
+                    )
+                    return code
         print(f"\ndemo finished in {time.monotonic() - started:.0f} s; everything it wrote is under {root}/")
         print(BANNER)
         return 0

@@ -43,6 +43,8 @@ def read_decisions(path: Path) -> dict[str, Any]:
     Raises:
         InputError: the file is missing, is not JSON, or has no ``decisions`` object.
     """
+    if path.is_dir():
+        raise InputError(f"decisions file {path} is a folder: give the decisions.json saved from review.html")
     if not path.is_file():
         raise InputError(f"decisions file {path} does not exist (save it from review.html: 'save decisions')")
     try:

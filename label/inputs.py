@@ -6,14 +6,16 @@ A label version is a folder ``{labels}/<version>/``; ``{labels}/latest`` names t
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from data.core.contracts import LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT
+from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT
 from data.core.errors import InputError
 
 LATEST = LATEST_LABELS
@@ -29,9 +31,39 @@ def read_manifest(manifest: Path) -> pd.DataFrame:
     """
     if not manifest.is_file():
         raise InputError(f"no download manifest at {manifest}: run `make download-images` first")
-    frame = pd.read_parquet(manifest)
+    frame = read_parquet(manifest, "make download-images")
     MANIFEST.check(frame.columns, manifest)
     return frame
+
+
+def read_parquet(path: Path, producer: str) -> pd.DataFrame:
+    """A Parquet file another stage wrote, or ``InputError`` naming it and the command that writes it."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path} does not exist: run `{producer}` first") from exc
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
+        raise InputError(f"{path} is not a readable Parquet file ({exc}); run `{producer}` again") from exc
+
+
+def read_version(version_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A label version's ``issues.parquet`` (checked against its contract) and ``summary.json``.
+
+    Raises:
+        InputError: either file is missing, unreadable or in the wrong shape (with what to run again).
+    """
+    table = read_parquet(version_dir / ISSUES.file_name, "make label")
+    ISSUES.check(table.columns, version_dir / ISSUES.file_name)
+    path = version_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path} does not exist: is {version_dir} a finished label version? (`make label`)") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); run `make label` again") from exc
+    if not isinstance(summary, dict):
+        raise InputError(f"{path} is not a JSON object; run `make label` again")
+    return table, summary
 
 
 def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,11 +99,20 @@ def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[
 
 
 def run_splits(run_dir: Path) -> dict[str, str]:
-    """The split of every key the run used (train, validation or test), from its ``split.csv``."""
+    """The split of every key the run used (train, validation or test), from its ``split.csv``.
+
+    Raises:
+        InputError: ``run_dir`` is no finished run (no model, classes or split), or its split is unreadable:
+            said at once, before any image is read.
+    """
+    missing = [RUN_FILES[k] for k in ("model", "classes", "split") if not (run_dir / RUN_FILES[k]).is_file()]
+    if missing:
+        raise InputError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (`make train`)")
     path = run_dir / RUN_FILES["split"]
-    if not path.is_file():
-        raise InputError(f"{run_dir} has no {path.name}: is it a finished training run? (`make train`)")
-    split = pd.read_csv(path, dtype=str)
+    try:
+        split = pd.read_csv(path, dtype=str)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path} is not a readable split.csv ({exc}); train the run again") from exc
     SPLIT.check(split.columns, path)
     return dict(zip(split["key"], split["split"]))
 

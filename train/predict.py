@@ -3,7 +3,9 @@
     python -m train.predict [--run latest|RUN_ID|RUN_DIR] [--top-k 3] [--out predictions.csv] PATH [PATH ...]
 
 A PATH is an image file, a folder (searched recursively for .jpg/.jpeg/.png/.webp/.bmp/.gif) or a text file
-with one image path per line (``@list.txt``). Evaluate, label, visualise and deploy load a run through
+with one image path per line (``@list.txt``). The CSV has one row per file: its top-k classes, or, for a
+file that cannot be read, the reason in ``skipped``. The flags default to an optional ``[predict]`` section
+(``run``, ``top_k``, ``batch_size``). Evaluate, label, visualise and deploy load a run through
 :class:`Predictor`, so every stage decodes and resizes exactly as training did (``train/pipeline.py``).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -19,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
+from data.core.config import options_from_section
 from data.core.contracts import RUN_FILES, RUNS
-from data.core.errors import InputError
+from data.core.errors import ConfigError, InputError
 from data.core.io import atomic_write_with
 from train.screen import IMAGE_SUFFIXES, screen_files
 
-__all__ = ["IMAGE_SUFFIXES", "Predictor", "collect_images", "predictions_frame"]
+__all__ = ["IMAGE_SUFFIXES", "Predictor", "check_run", "collect_images", "predictions_frame"]
 
 if TYPE_CHECKING:
     import keras
@@ -32,6 +35,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDING_LAYER = "embedding"  # the classifier's penultimate output, named in train/model.py
+
+
+def check_run(run_dir: Path) -> tuple[Path, Path]:
+    """The run's model and classes files; ``InputError`` when the folder holds no finished model."""
+    model_file, classes_file = run_dir / RUN_FILES["model"], run_dir / RUN_FILES["classes"]
+    if not model_file.is_file() or not classes_file.is_file():
+        raise InputError(
+            f"{run_dir} has no {model_file.name} and {classes_file.name}: did its training "
+            f"run finish? (train a model with `make train`)"
+        )
+    return model_file, classes_file
 
 
 @dataclass
@@ -56,12 +70,7 @@ class Predictor:
         Raises:
             InputError: the folder has no finished model.
         """
-        model_file, classes_file = run_dir / RUN_FILES["model"], run_dir / RUN_FILES["classes"]
-        if not model_file.is_file() or not classes_file.is_file():
-            raise InputError(
-                f"{run_dir} has no {model_file.name} and {classes_file.name}: did its training "
-                f"run finish? (train a model with `make train`)"
-            )
+        model_file, classes_file = check_run(run_dir)
         import keras  # only once the run is known to hold a model: a wrong --run answers at once
 
         model = keras.models.load_model(model_file, compile=False)
@@ -130,7 +139,11 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
             listing = Path(item[1:])
             if not listing.is_file():
                 raise InputError(f"list file {listing} does not exist")
-            files += [Path(line.strip()) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+            try:
+                lines = listing.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise InputError(f"list file {listing} is not UTF-8 text with one image path per line") from exc
+            files += [Path(line.strip()) for line in lines if line.strip()]
         elif Path(item).is_dir():
             files += sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif Path(item).is_file():
@@ -153,6 +166,43 @@ def predictions_frame(predictor: Predictor, files: Sequence[Path], probs: np.nda
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """The optional ``[predict]`` section; each key is also a flag (``--run``, ``--top-k``, ``--batch-size``)."""
+
+    run: str = "latest"
+    top_k: int = 3
+    batch_size: int = 64
+
+
+def predict_options(section: dict[str, Any], args: Any) -> PredictOptions:
+    """``[predict]`` with the flags given on the command line on top; ``ConfigError`` for a bad value."""
+    for name in (f.name for f in fields(PredictOptions)):
+        if getattr(args, name) is not None:
+            section[name] = getattr(args, name)
+    options = options_from_section(PredictOptions, section, "predict")
+    for name in ("top_k", "batch_size"):
+        if getattr(options, name) < 1:
+            raise ConfigError(
+                f"predict.{name} (--{name.replace('_', '-')}) = {getattr(options, name)}: must be at least 1"
+            )
+    return options
+
+
+def check_out(out: Path) -> Path:
+    """``out`` when predict may write it: new, or a predictions CSV of an earlier run (never another file)."""
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder: give the name of the CSV file to write")
+    if out.is_file() and out.stat().st_size:
+        with open(out, "rb") as fh:
+            head = fh.readline()
+        if not head.startswith(b"path,class_1,"):
+            raise InputError(
+                f"--out {out} exists and is not a predictions CSV: choose another file (it was not changed)"
+            )
+    return out
+
+
 def _readable(files: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Split files into those the pipeline can decode and the others with a reason (named in the log)."""
     bad = screen_files(files)
@@ -163,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make predict FILES=...``)."""
     parser = stage_parser("train.predict", __doc__)
     parser.add_argument("inputs", nargs="+", help="image files, folders or @list.txt files")
-    parser.add_argument("--run", default="latest", help="latest (default), a run id or a run folder")
-    parser.add_argument("--top-k", type=int, default=3, help="classes per image (default 3)")
+    parser.add_argument("--run", help="latest (default: predict.run), a run id or a run folder")
+    parser.add_argument("--top-k", type=int, help="classes per image (default: predict.top_k, 3)")
     parser.add_argument("--out", type=Path, help="CSV to write (default: <run>/predictions.csv)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, help="images per model call (default: predict.batch_size, 64)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -174,18 +224,25 @@ def main(argv: list[str] | None = None) -> int:
         from train.runs import resolve_run
 
         cfg = config_from_args(args)
-        run_dir = resolve_run(cfg.path(RUNS), args.run)
+        options = predict_options(cfg.section("predict"), args)
+        run_dir = resolve_run(cfg.path(RUNS), options.run)
+        check_run(run_dir)  # before the files are decoded
+        out = check_out(args.out or run_dir / "predictions.csv")
         files, skipped = _readable(collect_images(args.inputs))
         for path, reason in skipped:
             log.warning("skipped %s: %s", path, reason)
         if not files:
-            raise InputError(f"none of the {len(skipped)} files could be read as an image")
+            named = "; ".join(f"{path}: {reason}" for path, reason in skipped[:3])
+            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            raise InputError(f"none of the {len(skipped)} files could be read as an image ({named}{more})")
         predictor = Predictor.load(run_dir)
-        frame = predictions_frame(predictor, files, predictor.predict_files(files, args.batch_size), args.top_k)
-        out = args.out or run_dir / "predictions.csv"
+        probs = predictor.predict_files(files, options.batch_size)
+        frame = predictions_frame(predictor, files, probs, options.top_k).assign(skipped="")
+        unread = pd.DataFrame({"path": [str(path) for path, _ in skipped], "skipped": [why for _, why in skipped]})
+        frame = pd.concat([frame, unread], ignore_index=True)  # a file it could not read: its row, with the reason
         atomic_write_with(out, lambda p: frame.to_csv(p, index=False))
         for row in frame.head(10).itertuples(index=False):
-            print(f"  {row.path}: {row.class_1} ({row.prob_1:.2f})")
+            print(f"  {row.path}: {row.class_1} ({row.prob_1:.2f})" if not row.skipped else f"  {row.path}: skipped")
         print(f"predict: {len(files)} images classified with {run_dir.name}, {len(skipped)} skipped; wrote {out}")
         return 0
 

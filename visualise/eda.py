@@ -21,6 +21,7 @@ import pandas as pd
 from data.core.cli import run, stage_parser
 from data.core.config import Config, config_from_args
 from data.core.contracts import CATALOGUE, DROPPED, MANIFEST, REPORTS
+from data.core.errors import InputError
 from data.core.io import atomic_write_bytes
 from data.download.records import OK
 from data.extract.stage import load_mapping
@@ -29,7 +30,7 @@ from visualise.funnel import balance, funnel
 from visualise.images import encode, sheet, thumbnail
 from visualise.inputs import EdaInputs, read_json, read_table
 from visualise.options import VisualiseOptions
-from visualise.output import MB, json_bytes, write_report_dir
+from visualise.output import MB, check_report_dir, json_bytes, write_report_dir
 from visualise.tabular import distributions, image_sizes, missing_values
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ def sample_keys(stored: pd.DataFrame, per_class: int, seed: int) -> dict[str, li
 def _read_inputs(inputs: EdaInputs) -> tuple[dict[str, Any], pd.Series, pd.DataFrame, pd.DataFrame | None]:
     report = read_json(inputs.extract_report, "make extract")
     catalogue = read_table(inputs.catalogue, CATALOGUE, CATALOGUE.columns, "make extract")
+    missing = [c for c in ("main_category", *_NUMERIC) if c not in catalogue]
+    if missing:  # beyond what every reader needs: the page's balance and distributions read them
+        raise InputError(
+            f"{inputs.catalogue} lacks the column(s) {', '.join(missing)} that make eda shows; run `make extract` again"
+        )
     dropped = read_table(inputs.dropped, DROPPED, ("reason",), "make extract")["reason"]
     manifest = None
     if inputs.manifest.is_file():
@@ -160,6 +166,7 @@ def eda(inputs: EdaInputs, out_dir: Path, options: VisualiseOptions, *, config: 
     """
     from visualise.eda_page import render_eda
 
+    check_report_dir(out_dir, JSON_FILE)  # before reading a single image
     data = build_eda(inputs, options)
     html = render_eda(data, options)
     data.doc["budget"] = {"html_bytes": len(html), "limit_mb": options.max_report_mb}

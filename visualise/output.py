@@ -28,13 +28,26 @@ def write_report_dir(target: Path, marker: str, fill: Callable[[Path], None], co
     Raises:
         InputError: ``target`` exists and is not a report folder of this stage.
     """
-    if target.exists() and not (target / marker).is_file():
-        raise InputError(
-            f"{target} exists and is not a report folder (it has no {marker}); move it away or choose another "
-            f"folder with SET=paths.reports=..."
-        )
+    check_report_dir(target, marker)
     with staged_dir(target, config) as tmp:
         fill(tmp)
+
+
+def check_report_dir(target: Path, marker: str) -> None:
+    """Refuse a ``target`` this stage may not fill (called again before any work, so it answers at once).
+
+    Raises:
+        InputError: ``target`` exists without ``marker`` (a file, or a folder this stage did not write), or
+            a file stands where one of its parent folders should be.
+    """
+    where = "choose another folder (--out, or SET=paths.reports=...)"
+    if target.exists() and not (target / marker).is_file():
+        raise InputError(f"{target} exists and is not a report folder (it has no {marker}); move it away or {where}")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent} is a file, so the report folder {target} cannot be made: {where}")
+            break
 
 
 def footer(budget_mb: float, sampling: list[str], seed: int) -> list[str]:

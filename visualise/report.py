@@ -27,7 +27,7 @@ from visualise.embedding import embed, pca_2d, stratified_sample, umap_2d, umap_
 from visualise.images import encode, thumbnail
 from visualise.inputs import RunInputs, label_issues
 from visualise.options import VisualiseOptions
-from visualise.output import MB, json_bytes, write_report_dir
+from visualise.output import MB, check_report_dir, json_bytes, write_report_dir
 from visualise.run_stats import RunFiles, calibration, compare_runs, history, recipe, scores, top_losses
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ def visualise_run(
     """
     from visualise.report_page import render_report
 
+    check_report_dir(out_dir, JSON_FILE)  # before the embedding pass
     data = build_report(inputs, options)
 
     def fill(tmp: Path) -> None:

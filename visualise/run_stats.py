@@ -57,23 +57,37 @@ class RunFiles:
         options = read_json(options_file, "make train") if options_file.is_file() else {}
         classes_file = run_dir / RUN_FILES["classes"]
         try:
-            classes = tuple(json.loads(classes_file.read_text(encoding="utf-8")))
-        except (FileNotFoundError, json.JSONDecodeError) as exc:
+            classes = json.loads(classes_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{classes_file} is missing or not JSON: did the training run finish?") from exc
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise InputError(f"{classes_file} is not a list of class names: did the training run finish?")
         split_file = run_dir / SPLIT.file_name
         if not split_file.is_file():
             raise InputError(f"{split_file} does not exist: did the training run finish?")
-        split = pd.read_csv(split_file, dtype=str, keep_default_na=False)
+        split = _read_csv(split_file, "make train", dtype=str, keep_default_na=False)
         SPLIT.check(split.columns, split_file)
         evaluation = read_json(run_dir / EVALUATION / "metrics.json", hint)
         predictions_file = run_dir / EVALUATION / PREDICTIONS
         if not predictions_file.is_file():
             raise InputError(f"{predictions_file} does not exist: run `{hint}` first")
-        predictions = pd.read_csv(predictions_file, dtype={"key": str, "label": str, "predicted": str, "path": str})
+        text = {"key": str, "label": str, "predicted": str, "path": str}
+        predictions = _read_csv(predictions_file, hint, dtype=text)
         missing = {"key", "path", "label", "predicted", "confidence", "loss"} - set(predictions.columns)
         if missing:
             raise InputError(f"{predictions_file} lacks the column(s) {', '.join(sorted(missing))}: run `{hint}` again")
-        return cls(run_dir, metrics, options, classes, split, evaluation, predictions)
+        for column in ("confidence", "loss"):
+            if not pd.api.types.is_numeric_dtype(predictions[column]):
+                raise InputError(f"{predictions_file}: column {column} is not numeric: run `{hint}` again")
+        return cls(run_dir, metrics, options, tuple(classes), split, evaluation, predictions)
+
+
+def _read_csv(path: Path, producer: str, **kwargs: Any) -> pd.DataFrame:
+    """A CSV another stage wrote, or ``InputError`` naming it when it is not readable text in CSV form."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path} is not a readable CSV file ({exc}); run `{producer}` again") from exc
 
 
 def _r(value: Any) -> Any:

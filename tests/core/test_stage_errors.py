@@ -1,5 +1,6 @@
 """Every stage answers a mistyped key, a wrong type, a missing config file and a missing input with one
-``error:`` line and exit 2, never a traceback; and make passes a SET value with spaces intact."""
+``error:`` line and exit 2, never a traceback, and writes nothing; and make passes a SET value with spaces
+intact. Each stage's own bad inputs are in tests/core/test_bad_input_*.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ STAGES = {  # module -> its own config section
     "data.kaggle.publish": "publish",
     "train.train": "train",
     "train.evaluate": "evaluate",
+    "train.predict": "predict",
+    "label": "label",
+    "label.apply": "label",
+    "deploy.export": "export",
+    "deploy.serve": "serve",
+    "visualise.eda": "visualise",
+    "visualise.report": "visualise",
+    "develop.demo": "train",  # the demo reads every stage's section before it writes anything
 }
 WRONG_TYPE = {  # a value of the wrong type for a key the stage reads
     "data.extract": "extract.fail_on_unmapped=no",
@@ -26,12 +35,45 @@ WRONG_TYPE = {  # a value of the wrong type for a key the stage reads
     "data.kaggle.publish": "publish.private=1",
     "train.train": "train.image_size=1.5",
     "train.evaluate": "evaluate.batch_size=yes",
+    "train.predict": "predict.top_k=1.5",
+    "label": "label.folds=1.5",
+    "label.apply": "label.auto_threshold=yes",
+    "deploy.export": "export.batch_size=yes",
+    "deploy.serve": "serve.port=1.5",
+    "visualise.eda": "visualise.seed=1.5",
+    "visualise.report": "visualise.top_losses=many",
+    "develop.demo": "label.folds=1.5",
 }
+ARGS = {"train.predict": ("photo.jpg",)}  # its files: the settings are refused before they are looked at
+DOWNLOAD_LEAVES_A_LOCK = pytest.mark.xfail(
+    strict=True,
+    reason="data/download/stage.py makes images/.shards/.lock before it looks for its input (the one error "
+    "line is right; the folder it leaves is not)",
+)
+# What each stage needs first, missing below an empty paths.root (the demo has no input: tests/core/
+# test_bad_input_demo.py gives it a --root it may not use).
+MISSING_INPUT = [
+    pytest.param(module, args, id=module, marks=[DOWNLOAD_LEAVES_A_LOCK] if module == "data.download" else [])
+    for module, args in [
+        ("data.extract", ()),
+        ("data.download", ()),
+        ("data.kaggle.publish", ("--dry-run",)),
+        ("train.train", ()),
+        ("train.evaluate", ()),
+        ("train.predict", ()),
+        ("label", ()),
+        ("label.apply", ()),
+        ("deploy.export", ()),
+        ("deploy.serve", ()),
+        ("visualise.eda", ()),
+        ("visualise.report", ()),
+    ]
+]
 
 
 def _run(module: str, *args: str, cwd=REPO_ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", module, *args, *ARGS.get(module, ())],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -55,6 +97,7 @@ def test_mistyped_key(module, tmp_path):
     section = STAGES[module]
     proc = _run(module, "--set", f"paths.root={tmp_path}", "--set", f"{section}.no_such_kee=1")
     _one_clear_line(proc, "no_such_kee", "unknown")
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 @pytest.mark.slow
@@ -63,23 +106,23 @@ def test_wrong_type(module, tmp_path):
     override = WRONG_TYPE[module]
     proc = _run(module, "--set", f"paths.root={tmp_path}", "--set", override)
     _one_clear_line(proc, override.split("=")[0])
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", sorted(STAGES) + ["develop.demo"])
+@pytest.mark.parametrize("module", sorted(STAGES))
 def test_missing_config_file(module, tmp_path):
     proc = _run(module, "--config", str(tmp_path / "nope.toml"))
     _one_clear_line(proc, "nope.toml")
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "module, args",
-    [("data.extract", ()), ("data.download", ()), ("data.kaggle.publish", ("--dry-run",)), ("train.train", ())],
-)
+@pytest.mark.parametrize("module, args", MISSING_INPUT)
 def test_missing_input(module, args, tmp_path):
     proc = _run(module, "--set", f"paths.root={tmp_path}", *args)
     _one_clear_line(proc, str(tmp_path))
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow

@@ -1,0 +1,63 @@
+"""What ``make demo`` checks before it writes anything: every stage's settings, and that every output lies
+inside the demo's own folder.
+
+The demo runs the stages one after another for a minute or more; a mistyped ``--set`` key that only the
+ninth stage reads would otherwise stop it there, after the others wrote their outputs. Each section is read
+here exactly as its stage reads it, so the message is the stage's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data.core.config import REPO_ROOT, Config, options_from_section
+from data.core.errors import InputError
+
+NOT_OUTPUTS = ("root", "version", "label_mapping")  # [paths] entries that are not folders the stages write
+
+
+def check_settings(cfg: Config) -> None:
+    """Read the section of every stage the demo runs, as that stage does.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type or out of its range (the stage's message).
+    """
+    from data.download.records import DownloadOptions
+    from data.extract.stage import ExtractSettings
+    from data.kaggle.fetch import FetchSettings
+    from data.kaggle.publish import PublishSettings
+    from deploy.options import export_options
+    from label.options import LabelOptions
+    from train import evaluate
+    from train.options import TrainOptions, check_options
+    from visualise.options import VisualiseOptions
+
+    options_from_section(ExtractSettings, cfg.section("extract"), "extract")
+    DownloadOptions.from_config(cfg.section("download"))
+    options_from_section(FetchSettings, cfg.section("fetch"), "fetch")
+    options_from_section(PublishSettings, cfg.section("publish"), "publish")
+    check_options(TrainOptions.from_config(cfg))
+    evaluate.check_options(
+        options_from_section(evaluate.EvaluateOptions, cfg.section("evaluate"), "evaluate", ignore=("run",))
+    )
+    LabelOptions.from_config(cfg)
+    export_options(cfg)
+    VisualiseOptions.from_config(cfg)
+
+
+def check_outputs_inside(cfg: Config, root: Path) -> None:
+    """Every ``[paths]`` folder the stages write must lie inside ``root`` (the stages run in the repository).
+
+    Raises:
+        InputError: one that does not, named with its key.
+    """
+    for key in cfg.data.get("paths", {}):
+        if key in NOT_OUTPUTS:
+            continue
+        path = cfg.path(key)
+        path = path if path.is_absolute() else REPO_ROOT / path
+        if not path.resolve().is_relative_to(root):
+            raise InputError(
+                f"paths.{key} ({path}) must lie inside the demo's folder {root}: the demo writes only there, "
+                f"never into a folder of real data (nothing was changed)"
+            )

@@ -1,0 +1,139 @@
+"""``make export`` and ``make serve`` on inputs they cannot use: one ``error:`` line naming it (exit 2, no
+traceback); export never touches a version folder it did not write, and serve stops before it listens."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bad_input import EXPORT_LOCK, one_clear_line, run_stage, snapshot
+
+pytestmark = pytest.mark.slow
+
+MODEL = "product_categorizer"  # export.model_name's default
+
+
+def _fake_version(model_dir: Path, version: int) -> Path:
+    """A finished-looking export version of some other model (the files serve and export look at)."""
+    folder = model_dir / str(version)
+    folder.mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01 another model's graph")
+    card = {"classes": ["a", "b"], "image_size": 32, "source_run": {"model_sha256": "0" * 64}}
+    (folder / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    return folder
+
+
+# Each export case breaks one input of a copy of the root; returns (arguments, words the error must hold).
+def _run_without_model(root: Path) -> tuple[list[object], list[object]]:
+    (root / "runs" / "empty").mkdir()
+    return ["--run", "empty"], [root / "runs" / "empty", "model.keras"]
+
+
+def _next_version_in_the_way(root: Path) -> tuple[list[object], list[object]]:
+    model_dir = root / "exports" / MODEL
+    _fake_version(model_dir, 1)  # an earlier export: never replaced
+    (model_dir / "2").mkdir()
+    (model_dir / "2" / "notes.txt").write_text("not an export", encoding="utf-8")
+    return [], [model_dir / "2", "is in the way"]
+
+
+def _images_elsewhere(root: Path) -> tuple[list[object], list[object]]:
+    return ["--set", f"paths.images={root / 'moved'}"], [root / "moved", "are missing"]
+
+
+def _unknown_tflite_variant(root: Path) -> tuple[list[object], list[object]]:
+    return ["--set", 'export.tflite=["float64"]'], ["export.tflite", "float64"]
+
+
+def _model_name_outside(root: Path) -> tuple[list[object], list[object]]:
+    return ["--set", 'export.model_name="../up"'], ["export.model_name", "'../up'"]
+
+
+def _split_not_text(root: Path) -> tuple[list[object], list[object]]:
+    split = root / "runs" / (root / "runs" / "latest").read_text().strip() / "split.csv"
+    split.write_bytes(b"\xff\xfe\x00 not a csv")
+    return [], [split]
+
+
+EXPORT_CASES = {
+    "run-without-model": _run_without_model,
+    "next-version-in-the-way": _next_version_in_the_way,
+    "images-missing": _images_elsewhere,
+    "unknown-tflite-variant": _unknown_tflite_variant,
+    "model-name-outside": _model_name_outside,
+    "split-not-text": _split_not_text,
+}
+NOT_YET = {  # cases whose fix belongs to files being changed by others (see the issue's report)
+    "split-not-text": "train/dataset.py ImageDataSet.from_run reads split.csv unguarded: a UnicodeDecodeError",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET[case])] if case in NOT_YET else [])
+        for case in EXPORT_CASES
+    ],
+)
+def test_export_refuses_and_leaves_every_version_as_it_was(case, tiny_run, tmp_path):
+    root = tiny_run.copy(tmp_path / "root")
+    args, words = EXPORT_CASES[case](root)
+    before = snapshot(root, ignore=(EXPORT_LOCK,))
+    proc = run_stage("deploy.export", "--set", f"paths.root={root}", "--set", "export.latency_runs=1", *args)
+    one_clear_line(proc, *words)
+    assert snapshot(root, ignore=(EXPORT_LOCK,)) == before
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that something else listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+# Each serve case gets a root whose exports hold one version, and a busy port; returns (arguments, words).
+def _no_version_there(root: Path, busy: int) -> tuple[list[object], list[object]]:
+    return ["--model-dir", root / "exports" / "other"], [root / "exports" / "other", "no exported version"]
+
+
+def _port_out_of_range(root: Path, busy: int) -> tuple[list[object], list[object]]:
+    return ["--port", "70000"], ["--port 70000"]
+
+
+def _port_taken(root: Path, busy: int) -> tuple[list[object], list[object]]:
+    return ["--port", busy], [f"127.0.0.1:{busy}", "cannot listen"]
+
+
+def _host_unknown(root: Path, busy: int) -> tuple[list[object], list[object]]:
+    return ["--host", "no-such-host.invalid", "--port", "0"], ["'no-such-host.invalid'", "does not resolve"]
+
+
+def _batch_size_zero(root: Path, busy: int) -> tuple[list[object], list[object]]:
+    return ["--set", "serve.max_batch_size=0"], ["serve.max_batch_size"]
+
+
+SERVE_CASES = {
+    "no-version-there": _no_version_there,
+    "port-out-of-range": _port_out_of_range,
+    "port-taken": _port_taken,
+    "host-unknown": _host_unknown,
+    "batch-size-zero": _batch_size_zero,
+}
+
+
+@pytest.mark.parametrize("case", list(SERVE_CASES))
+def test_serve_refuses_at_startup(case, tmp_path, busy_port):
+    root = tmp_path / "root"
+    _fake_version(root / "exports" / MODEL, 1)
+    args, words = SERVE_CASES[case](root, busy_port)
+    before = snapshot(root)
+    proc = run_stage("deploy.serve", "--set", f"paths.root={root}", *args, timeout=60)  # no server left behind
+    one_clear_line(proc, *words)
+    assert "serve: " not in proc.stdout  # it never announced that it was listening
+    assert snapshot(root) == before
