@@ -112,10 +112,18 @@ class ImageDataSet:
         split_csv, classes_json = run_dir / RUN_FILES["split"], run_dir / RUN_FILES["classes"]
         if not split_csv.is_file() or not classes_json.is_file():
             raise DataSetError(f"{run_dir} has no {split_csv.name} and {classes_json.name}: is it a training run?")
-        frame = pd.read_csv(split_csv, dtype={c: str for c in SPLIT.columns})
+        try:
+            frame = pd.read_csv(split_csv, dtype={c: str for c in SPLIT.columns})
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataSetError(f"{split_csv} is not a readable split.csv ({exc}): train the run again") from exc
         SPLIT.check(frame.columns, split_csv)
-        classes = tuple(json.loads(classes_json.read_text(encoding="utf-8")))
-        return cls._from_frame(frame, Path(images_dir), classes)
+        try:
+            classes = json.loads(classes_json.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataSetError(f"{classes_json} is not valid JSON ({exc}): train the run again") from exc
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise DataSetError(f"{classes_json} is not a list of class names: train the run again")
+        return cls._from_frame(frame, Path(images_dir), tuple(classes))
 
     @classmethod
     def _from_frame(

@@ -49,10 +49,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+class StageArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors read like every other refusal: one ``error:`` line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see `{self.prog} --help`)")
+
+
 def stage_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """An argument parser for ``python -m prog`` with ``--config`` and ``--set``; its description is the
     first line of the module docstring."""
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").strip().split("\n")[0])
+    parser = StageArgumentParser(prog=f"python -m {prog}", description=(doc or "").strip().split("\n")[0])
     return add_config_args(parser)
 
 

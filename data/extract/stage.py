@@ -63,6 +63,8 @@ def load_mapping(path: Path) -> dict[str, str]:
             rows = [record for record in csv.reader(fh) if record]  # blank lines are skipped
     except FileNotFoundError as exc:
         raise ExtractError(f"label mapping not found: {path}") from exc
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise ExtractError(f"label mapping {path} is not a UTF-8 CSV file (main_category,label): {exc}") from exc
     if not rows or rows[0][:2] != ["main_category", "label"]:
         raise ExtractError(f"{path}: the header must be 'main_category,label'")
     pairs = [(clean_category(r[0]), r[1].strip() if len(r) > 1 else "") for r in rows[1:]]

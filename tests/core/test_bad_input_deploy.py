@@ -67,9 +67,7 @@ EXPORT_CASES = {
     "model-name-outside": _model_name_outside,
     "split-not-text": _split_not_text,
 }
-NOT_YET = {  # cases whose fix belongs to files being changed by others (see the report)
-    "split-not-text": "train/dataset.py ImageDataSet.from_run reads split.csv unguarded: a UnicodeDecodeError",
-}
+NOT_YET: dict[str, str] = {}  # cases whose fix is still missing (none now): xfail(strict) until fixed
 
 
 @pytest.mark.parametrize(

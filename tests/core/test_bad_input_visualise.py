@@ -78,9 +78,7 @@ EDA_CASES = {
     "out-below-a-file": _out_below_a_file,
     "mapping-not-text": _mapping_not_text,
 }
-NOT_YET = {  # cases whose fix belongs to files being changed by others (see the report)
-    "mapping-not-text": "data/extract/stage.py load_mapping lets a UnicodeDecodeError through (extract too)",
-}
+NOT_YET: dict[str, str] = {}  # cases whose fix is still missing (none now): xfail(strict) until fixed
 
 
 def _cases(cases: dict, not_yet: dict) -> list:

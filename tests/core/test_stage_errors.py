@@ -142,3 +142,11 @@ def test_make_keeps_spaces_in_set_values(tmp_path):
     resolved = json.loads((tmp_path / "processed" / "v1" / "config.resolved.json").read_text(encoding="utf-8"))
     assert resolved["config"]["extract"]["merged_file"] == "Two Words.csv"
     assert (tmp_path / "processed" / "v1" / "catalogue.parquet").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted(STAGES))
+def test_an_unknown_command_line_flag(module, tmp_path):
+    proc = _run(module, "--set", f"paths.root={tmp_path}", "--no-such-flag")
+    _one_clear_line(proc, "--no-such-flag", "--help")
+    assert "usage:" not in proc.stderr and not any(tmp_path.iterdir())
