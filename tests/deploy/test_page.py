@@ -27,6 +27,8 @@ def test_choosing_photos_shows_their_top_classes(exported, tmp_path):
         assert len(done) == 3 and all(any(text.startswith(c + " ") for c in classes) for text in done)
         failed = page.evaluate("document.querySelector('.card[data-state=failed] .error').textContent")
         assert "not a JPEG" in failed
+        # the thumbnail decodes after the card is marked done: wait for it rather than race it
+        page.wait_for("document.querySelector('.card[data-state=done] img').naturalWidth > 0", timeout=20)
         assert page.evaluate("document.querySelector('.card[data-state=done] img').naturalWidth") == 64
         page.screenshot(tmp_path / "upload.png")
         assert all(url.startswith((server.base_url, "blob:", "data:")) for url in page.requests), page.requests

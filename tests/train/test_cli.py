@@ -83,7 +83,8 @@ def test_train_evaluate_and_predict_agree(trained, tmp_path, capsys):
     predicted = pd.read_csv(target)
     assert predicted["path"].tolist() == files
     assert predicted["class_1"].tolist() == evaluation["predicted"].tolist()
-    assert predicted["prob_1"].round(4).tolist() == pytest.approx(evaluation["confidence"].tolist(), abs=1e-4)
+    # evaluate rounds to 4 decimals, predict to 6: within half a unit of the 4th decimal, plus float noise
+    assert predicted["prob_1"].tolist() == pytest.approx(evaluation["confidence"].tolist(), abs=1.5e-4)
 
     assert train_cli.main(_args(trained, [], "--resume", "latest")) == 0  # a finished run: nothing to redo
     assert "Epoch" not in capsys.readouterr().out
