@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -107,6 +108,18 @@ def test_accuracy(run_dir: Path, data: Path) -> float:
     return float((predicted == truth[known]).sum() / len(files))
 
 
+def clean_accuracy(clean: pd.DataFrame, args: argparse.Namespace, train_options: Any) -> float:
+    """Test accuracy of the same recipe trained on the true labels."""
+    from train.train import train
+
+    manifest = args.work / "clean" / "manifest.parquet"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    clean.to_parquet(manifest, index=False)
+    run_id = f"clean-seed{train_options.seed}"
+    run = train(manifest, args.work / "runs", train_options, images_dir=args.data, run_id=run_id)
+    return test_accuracy(run.run_dir, args.data)
+
+
 def noise_setting(
     name: str, noisy: pd.DataFrame, flipped: set[str], args: argparse.Namespace, train_options: Any
 ) -> dict[str, Any]:
@@ -115,21 +128,21 @@ def noise_setting(
     from label.stage import find_issues
     from train.train import train
 
-    work = args.work / name
+    work = args.work / f"{name}-seed{train_options.seed}"
     manifest = work / "manifest.parquet"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     noisy.to_parquet(manifest, index=False)
     started = time.perf_counter()
-    before = train(manifest, args.work / "runs", train_options, images_dir=args.data, run_id=f"{name}-noisy")
+    before = train(manifest, args.work / "runs", train_options, images_dir=args.data, run_id=f"{work.name}-noisy")
     train_s = time.perf_counter() - started
     options = LabelOptions(cache_dir=str(args.work / "cache"), workers=2)
     started = time.perf_counter()
-    labelled = find_issues(before.run_dir, manifest, args.data, args.work / "labels" / name, options)
+    labelled = find_issues(before.run_dir, manifest, args.data, args.work / "labels" / work.name, options)
     label_s = time.perf_counter() - started
     table = pd.read_parquet(labelled.out_dir / "issues.parquet")
     clean = build_manifest(args.data, ("train", "validation"), args.per_class).set_index("key")["label"]
     policies = [
-        after_policy(policy, labelled.out_dir, manifest, clean, flipped, args, train_options)
+        after_policy(policy, before.run_dir, labelled.out_dir, manifest, clean, flipped, args, train_options)
         for policy in args.policies
     ]
     return {
@@ -149,6 +162,7 @@ def noise_setting(
 
 def after_policy(
     policy: str,
+    before_run: Path,
     version_dir: Path,
     manifest: Path,
     clean: pd.Series,
@@ -167,7 +181,9 @@ def after_policy(
     options = LabelOptions(auto_threshold=float(threshold), auto_drop=drop)
     applied = apply_labels(version_dir, manifest, None, options)
     run_id = f"{version_dir.name}-{policy.replace('+', '-')}"
-    after = train(applied.manifest, args.work / "runs", train_options, images_dir=args.data, run_id=run_id)
+    # the before run's train/validation assignment (train.split_file): only the labels differ between the two
+    kept = dataclasses.replace(train_options, split_file=str(before_run / "split.csv"))
+    after = train(applied.manifest, args.work / "runs", kept, images_dir=args.data, run_id=run_id)
     changes = pd.read_csv(applied.out_dir / "changes.csv")
     fixed, dropped = changes[changes["action"] == "relabel"], changes[changes["action"] == "drop"]
     return {
@@ -227,30 +243,52 @@ def scale(n: int, dims: int, classes: int, seed: int) -> dict[str, Any]:
     }
 
 
-def report(rows: list[dict[str, Any]], big: dict[str, Any] | None, args: argparse.Namespace) -> str:
-    """The markdown tables."""
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _prf(rows: list[dict[str, Any]], method: str) -> str:
+    return " / ".join(f"{_mean([r[method][k] for r in rows]):.2f}" for k in ("precision", "recall", "f1"))
+
+
+def _accs(values: list[float]) -> str:
+    """The mean, and each seed's figure when there are several."""
+    each = f" ({', '.join(f'{v:.3f}' for v in values)})" if len(values) > 1 else ""
+    return f"{_mean(values):.3f}{each}"
+
+
+def report(
+    rows: list[dict[str, Any]], oracle: dict[int, float], big: dict[str, Any] | None, args: argparse.Namespace
+) -> str:
+    """The markdown tables: one row per noise setting and policy, means over the training seeds."""
     images = rows[0]["images"] if rows else 0
+    seeds = ", ".join(str(s) for s in args.train_seeds)
     lines = [
         f"Planted noise, grocery store photos (train + validation, {images} images, 43 classes); {args.backbone} "
         f"from scratch @ {args.image_size} px, {args.epochs} epochs; test accuracy on the {TEST_IMAGES} clean "
-        "test photos",
-        "",
-        "| noise | cleanlab defaults P / R / F1 | ours P / R / F1 | OOF acc. | est. noise | test acc. before "
-        "| policy | relabelled (right) | dropped (flipped) | test acc. after |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
+        f"test photos; means over training seeds {seeds} (each seed's figure in brackets)",
     ]
-    for r in rows:
-        c, o = r["cleanlab"], r["ours"]
-        head = (
-            f"| {r['setting']} | {c['precision']:.2f} / {c['recall']:.2f} / {c['f1']:.2f} | {o['precision']:.2f} / "
-            f"{o['recall']:.2f} / {o['f1']:.2f} | {r['oof_accuracy']:.2f} | {r['estimated_noise']:.2f} | "
-            f"{r['test_before']:.3f} "
-        )
-        for i, p in enumerate(r["policies"]):
-            lead = head if i == 0 else "| | | | | | "
+    if oracle:
+        lines.append(f"Trained on the true labels (the most cleaning could give back): {_accs(list(oracle.values()))}")
+    lines += [
+        "",
+        "| noise | cleanlab defaults P / R / F1 | ours P / R / F1 | test acc. before | policy "
+        "| relabelled (right) | dropped (flipped) | test acc. after | after - before |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        group = [r for r in rows if r["setting"] == setting]
+        before = [r["test_before"] for r in group]
+        head = f"| {setting} | {_prf(group, 'cleanlab')} | {_prf(group, 'ours')} | {_accs(before)} "
+        for i, policy in enumerate(p["policy"] for p in group[0]["policies"]):
+            runs = [next(p for p in r["policies"] if p["policy"] == policy) for r in group]
+            after = [p["test_after"] for p in runs]
+            lead = head if i == 0 else "| | | | "
             lines.append(
-                f"{lead}| {p['policy']} | {p['relabelled']} ({p['relabelled_right']}) | {p['dropped']} "
-                f"({p['dropped_flipped']}) | {p['test_after']:.3f} |"
+                f"{lead}| {policy} | {_mean([p['relabelled'] for p in runs]):.0f} "
+                f"({_mean([p['relabelled_right'] for p in runs]):.0f}) | {_mean([p['dropped'] for p in runs]):.0f} "
+                f"({_mean([p['dropped_flipped'] for p in runs]):.0f}) | {_accs(after)} | "
+                f"{_mean(after) - _mean(before):+.3f} |"
             )
     if big:
         sec = ", ".join(f"{k} {v:.1f} s" for k, v in big["seconds"].items())
@@ -277,7 +315,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--policies",
         nargs="+",
-        default=["0.7", "0.7+prune"],
+        default=["0.7"],
         help="automatic policies to apply and retrain: T (relabel at label.auto_threshold=T) or T+prune (also drop "
         "the other label issues: auto_drop += label)",
     )
@@ -285,7 +323,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale-dims", type=int, default=128)
     parser.add_argument("--scale-only", action="store_true", help=argparse.SUPPRESS)  # the fresh process of part 2
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads in part 2 (label.threads)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the label flips' seed")
+    parser.add_argument(
+        "--train-seeds", type=int, nargs="+", default=[0, 1], help="training seeds: every setting once per seed"
+    )
+    parser.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the run on the true labels")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (runs, labels), emptied first")
     return parser
 
@@ -315,12 +357,17 @@ def main(argv: list[str] | None = None) -> None:
         cache_dir=str(args.work / "cache"),
     )
     clean = build_manifest(args.data, ("train", "validation"), args.per_class)
-    rows = []
-    for kind in args.kinds:
-        for rate in args.noise:
-            noisy, flipped = flip(clean, rate, kind, args.seed)
-            rows.append(noise_setting(f"{kind}-{round(rate * 100)}pct", noisy, flipped, args, options))
-            print(json.dumps(rows[-1]), flush=True)
+    rows, oracle = [], {}
+    for train_seed in args.train_seeds if args.noise else []:
+        seeded = dataclasses.replace(options, seed=train_seed)
+        if args.oracle:  # the same recipe on the true labels: the most cleaning could give back
+            oracle[train_seed] = clean_accuracy(clean, args, seeded)
+            print(json.dumps({"oracle_seed": train_seed, "test": oracle[train_seed]}), flush=True)
+        for kind in args.kinds:
+            for rate in args.noise:
+                noisy, flipped = flip(clean, rate, kind, args.seed)
+                rows.append(noise_setting(f"{kind}-{round(rate * 100)}pct", noisy, flipped, args, seeded))
+                print(json.dumps(rows[-1]), flush=True)
     big = None
     if args.scale_n:
         cmd = [
@@ -340,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
         big = json.loads(out.strip().splitlines()[-1])
         print(json.dumps(big), flush=True)
-    print(report(rows, big, args))
+    print(report(rows, oracle, big, args))
 
 
 if __name__ == "__main__":
