@@ -53,8 +53,8 @@ def test_tensorboard_serves_the_configured_runs_folder(tmp_path):
                 break
             except OSError:
                 time.sleep(0.5)
-        assert str(tmp_path / "runs") in body, (body, proc.poll())
     finally:
         proc.terminate()
         output = proc.communicate(timeout=60)[0]
+    assert str(tmp_path / "runs") in body, (body, output)
     assert f"tensorboard on {tmp_path / 'runs'}" in output
