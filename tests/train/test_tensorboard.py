@@ -48,7 +48,8 @@ def test_tensorboard_serves_the_configured_runs_folder(tmp_path):
         deadline, body = time.monotonic() + 120, ""
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/logdir", timeout=5) as response:
+                direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for loopback
+                with direct.open(f"http://127.0.0.1:{port}/data/logdir", timeout=5) as response:
                     body = response.read().decode()
                 break
             except OSError:
