@@ -6,7 +6,6 @@ A label version is a folder ``{labels}/<version>/``; ``{labels}/latest`` names t
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT
+from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json
 from data.core.errors import InputError
 
 LATEST = LATEST_LABELS
@@ -27,23 +26,11 @@ def read_manifest(manifest: Path) -> pd.DataFrame:
     """The whole download manifest, checked against its contract.
 
     Raises:
-        InputError: no manifest, or one without the columns a reader needs.
+        InputError: no manifest, not Parquet, or one without the columns a reader needs.
     """
     if not manifest.is_file():
         raise InputError(f"no download manifest at {manifest}: run `make download-images` first")
-    frame = read_parquet(manifest, "make download-images")
-    MANIFEST.check(frame.columns, manifest)
-    return frame
-
-
-def read_parquet(path: Path, producer: str) -> pd.DataFrame:
-    """A Parquet file another stage wrote, or ``InputError`` naming it and the command that writes it."""
-    try:
-        return pd.read_parquet(path)
-    except FileNotFoundError as exc:
-        raise InputError(f"{path} does not exist: run `{producer}` first") from exc
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
-        raise InputError(f"{path} is not a readable Parquet file ({exc}); run `{producer}` again") from exc
+    return MANIFEST.read(manifest, "make download-images")
 
 
 def read_version(version_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -52,18 +39,11 @@ def read_version(version_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     Raises:
         InputError: either file is missing, unreadable or in the wrong shape (with what to run again).
     """
-    table = read_parquet(version_dir / ISSUES.file_name, "make label")
-    ISSUES.check(table.columns, version_dir / ISSUES.file_name)
+    table = ISSUES.read(version_dir / ISSUES.file_name, "make label")
     path = version_dir / "summary.json"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path} does not exist: is {version_dir} a finished label version? (`make label`)") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); run `make label` again") from exc
-    if not isinstance(summary, dict):
-        raise InputError(f"{path} is not a JSON object; run `make label` again")
-    return table, summary
+    if not path.is_file():
+        raise InputError(f"{path} does not exist: is {version_dir} a finished label version? (`make label`)")
+    return table, read_json(path, "make label")
 
 
 def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -28,7 +28,8 @@ from data.extract.stage import load_mapping
 from visualise.duplicates import Group, find_duplicates
 from visualise.funnel import balance, funnel
 from visualise.images import encode, sheet, thumbnail
-from visualise.inputs import EdaInputs, read_json, read_table
+from data.core.contracts import read_json
+from visualise.inputs import EdaInputs
 from visualise.options import VisualiseOptions
 from visualise.output import MB, check_report_dir, json_bytes, write_report_dir
 from visualise.tabular import distributions, image_sizes, missing_values
@@ -64,16 +65,16 @@ def sample_keys(stored: pd.DataFrame, per_class: int, seed: int) -> dict[str, li
 
 def _read_inputs(inputs: EdaInputs) -> tuple[dict[str, Any], pd.Series, pd.DataFrame, pd.DataFrame | None]:
     report = read_json(inputs.extract_report, "make extract")
-    catalogue = read_table(inputs.catalogue, CATALOGUE, CATALOGUE.columns, "make extract")
+    catalogue = CATALOGUE.read(inputs.catalogue, "make extract", CATALOGUE.columns)
     missing = [c for c in ("main_category", *_NUMERIC) if c not in catalogue]
     if missing:  # beyond what every reader needs: the page's balance and distributions read them
         raise InputError(
             f"{inputs.catalogue} lacks the column(s) {', '.join(missing)} that make eda shows; run `make extract` again"
         )
-    dropped = read_table(inputs.dropped, DROPPED, ("reason",), "make extract")["reason"]
+    dropped = DROPPED.read(inputs.dropped, "make extract", ("reason",))["reason"]
     manifest = None
     if inputs.manifest.is_file():
-        manifest = read_table(inputs.manifest, MANIFEST, _MANIFEST_COLUMNS, "make download-images")
+        manifest = MANIFEST.read(inputs.manifest, "make download-images", _MANIFEST_COLUMNS)
     else:
         log.info("no %s yet: the report covers the catalogue only (run make download-images)", inputs.manifest)
     return report, dropped, catalogue, manifest

@@ -6,57 +6,21 @@ names the file and the command that writes it.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from data.core.config import Config
-from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT, IMAGES, LABELS, MANIFEST, RUNS, Table
-from data.core.errors import InputError
+from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT, IMAGES, LABELS, MANIFEST, RUNS
 
 log = logging.getLogger(__name__)
 
 ISSUES_FILE = "issues.parquet"
 ISSUE_COLUMNS = ("key", "issue_type")
 DOWNLOAD_REPORT = "download_report.json"
-
-
-def read_table(path: Path, table: Table, columns: tuple[str, ...], producer: str) -> pd.DataFrame:
-    """The ``columns`` of a contract table (those the file has, at least ``table.required``).
-
-    Raises:
-        InputError: the file is missing, is not Parquet, or lacks a required column.
-    """
-    if not path.is_file():
-        raise InputError(f"{path} does not exist: run `{producer}` first (or point [paths] at its output)")
-    try:
-        names = pq.read_schema(path).names
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable Parquet file ({exc}); run `{producer}` again") from exc
-    table.check(names, path)
-    return pq.read_table(path, columns=[c for c in columns if c in names]).to_pandas()
-
-
-def read_json(path: Path, producer: str) -> dict[str, Any]:
-    """A JSON report written by another stage.
-
-    Raises:
-        InputError: missing or not JSON.
-    """
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path} does not exist: run `{producer}` first") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); run `{producer}` again") from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"{path} is not a JSON object; run `{producer}` again")
-    return doc
 
 
 @dataclass(frozen=True)

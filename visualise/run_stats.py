@@ -13,7 +13,7 @@ import pandas as pd
 
 from data.core.contracts import RUN_FILES, SPLIT
 from data.core.errors import InputError
-from visualise.inputs import read_json
+from data.core.contracts import read_json
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,17 @@ publish) on real files.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from data.core.errors import InputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from data.core.config import Config
 
 
@@ -50,6 +53,30 @@ class Table:
     def path(self, cfg: "Config") -> Path:
         """Where the configuration puts this file."""
         return cfg.path(self.path_key)
+
+    def read(self, path: Path, producer: str, columns: Iterable[str] | None = None) -> "pd.DataFrame":
+        """This table's file at ``path`` (only ``columns`` of it, those the file has), checked against the contract.
+
+        Raises:
+            InputError: the file is missing, is not Parquet, or lacks a required column; the line names the file
+                and ``producer``, the command that writes it.
+        """
+        import pyarrow.parquet as pq
+
+        if not path.is_file():
+            raise InputError(f"{path} does not exist: run `{producer}` first (or point [paths] at its output)")
+        unreadable = f"{path} is not a readable Parquet file ({{}}); run `{producer}` again"
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
+            raise InputError(unreadable.format(exc)) from exc
+        self.check(names, path)
+        try:
+            return pq.read_table(
+                path, columns=None if columns is None else [c for c in columns if c in names]
+            ).to_pandas()
+        except (OSError, ValueError) as exc:  # a readable footer over a damaged body
+            raise InputError(unreadable.format(exc)) from exc
 
     def check(self, columns: Iterable[str], source: Path | str) -> None:
         """Raise :class:`InputError` naming ``source`` and the missing columns when a reader cannot use it."""
@@ -198,3 +225,20 @@ def applied_manifest(labels_dir: Path, ref: str) -> Path:
     if not manifest.is_file():
         raise InputError(f"label version {folder} has no data version yet: run `make apply-labels` first")
     return manifest
+
+
+def read_json(path: Path, producer: str) -> dict[str, Any]:
+    """A JSON object another stage wrote (a report, a summary, a run's metrics).
+
+    Raises:
+        InputError: missing, not JSON, or not an object; the line names the file and ``producer``.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path} does not exist: run `{producer}` first") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); run `{producer}` again") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{path} is not a JSON object; run `{producer}` again")
+    return doc
