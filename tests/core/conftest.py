@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from data.core.config import REPO_ROOT
-from tests.helpers.train_data import make_download_output
+from tests.helpers.train_data import make_download_output, tiny_transfer_options
 
 MAPPING = REPO_ROOT / "data" / "label_mapping.csv"
 
@@ -34,23 +34,11 @@ class TinyRun:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> TinyRun:
     from train.evaluate import EvaluateOptions, evaluate
-    from train.options import TrainOptions
     from train.train import train
 
     root = tmp_path_factory.mktemp("bad-input-root")
     manifest = make_download_output(root / "processed" / "v1", per_class=6, size=40)
-    options = TrainOptions(
-        backbone="tiny",
-        weights="none",
-        recipe="transfer",
-        image_size=32,
-        batch_size=16,
-        epochs=2,
-        fine_tune_epochs=0,
-        learning_rate=1e-2,
-        split=(0.6, 0.2, 0.2),
-        cache_dir=str(root / "cache"),
-    )
+    options = tiny_transfer_options(root / "cache")
     run_dir = train(manifest, root / "runs", options).run_dir
     evaluate(run_dir, manifest.parent, EvaluateOptions(gallery_size=2))
     shutil.rmtree(run_dir / "logs", ignore_errors=True)  # TensorBoard events: nothing a case reads

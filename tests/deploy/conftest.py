@@ -11,7 +11,7 @@ from data.core.config import load_config
 from deploy.export import ExportResult, export_run
 from deploy.options import ExportOptions
 from tests.deploy.support import MODEL
-from tests.helpers.train_data import make_download_output
+from tests.helpers.train_data import make_download_output, tiny_transfer_options
 
 
 @dataclass(frozen=True)
@@ -22,23 +22,11 @@ class Trained:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
-    from train.options import TrainOptions
     from train.train import train
 
     work = tmp_path_factory.mktemp("deploy-train")
     manifest = make_download_output(work / "processed", per_class=6, size=40)
-    options = TrainOptions(
-        backbone="tiny",
-        weights="none",
-        recipe="transfer",
-        image_size=32,
-        batch_size=16,
-        epochs=2,
-        fine_tune_epochs=0,
-        learning_rate=1e-2,
-        split=(0.6, 0.2, 0.2),
-        cache_dir=str(work / "cache"),
-    )
+    options = tiny_transfer_options(work / "cache")
     result = train(manifest, work / "runs", options, config=load_config())
     return Trained(result.run_dir, manifest.parent)
 

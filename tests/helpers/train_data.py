@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from data.core.contracts import MANIFEST
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
+
+if TYPE_CHECKING:
+    from train.options import TrainOptions
 
 MANIFEST_COLUMNS = list(MANIFEST.columns)  # exactly the download contract
 
@@ -87,3 +91,21 @@ def make_download_output(
     manifest = images / "manifest.parquet"
     frame.to_parquet(manifest, index=False)
     return manifest
+
+
+def tiny_transfer_options(cache_dir: Path) -> "TrainOptions":
+    """The session fixtures' model: a tiny backbone, 32 px, two frozen-phase epochs, no fine-tuning; seconds."""
+    from train.options import TrainOptions
+
+    return TrainOptions(
+        backbone="tiny",
+        weights="none",
+        recipe="transfer",
+        image_size=32,
+        batch_size=16,
+        epochs=2,
+        fine_tune_epochs=0,
+        learning_rate=1e-2,
+        split=(0.6, 0.2, 0.2),
+        cache_dir=str(cache_dir),
+    )
