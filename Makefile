@@ -12,12 +12,13 @@ ARGS    ?=
 export PC_SET = $(SET)
 CFG      = --config $(CONFIG) --set-env PC_SET
 STAMP   := .venv/.installed
+DSTAMP  := .venv/.installed-distributed
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install lock lint test demo fetch-raw extract download-images validate-urls \
+.PHONY: help install install-distributed lock lint test demo fetch-raw extract download-images validate-urls \
         publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report clean
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -30,6 +31,11 @@ install: $(STAMP) ## bootstrap Poetry and install the locked dependencies into .
 $(STAMP): poetry.lock pyproject.toml develop/bootstrap/install.sh
 	@bash develop/bootstrap/install.sh
 
+install-distributed: $(DSTAMP) ## also install the optional Ray group (download.distributor=ray, make bench-scale)
+
+$(DSTAMP): $(STAMP)
+	@bash develop/bootstrap/install.sh distributed
+
 lock: ## re-resolve dependencies into poetry.lock (only after editing pyproject.toml)
 	@test -x .tools/bin/poetry || bash develop/bootstrap/install.sh
 	.tools/bin/python develop/bootstrap/lock.py
@@ -38,7 +44,7 @@ lint: install ## flake8 and every pre-commit hook over the whole tree
 	.venv/bin/flake8
 	PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/pre-commit run --all-files --show-diff-on-failure
 
-test: install ## run the test suite (real local servers, tiny models, files in tmp)
+test: install install-distributed ## run the test suite (real local servers, tiny models, files in tmp)
 	.venv/bin/pytest $(ARGS)
 
 demo: install ## run the whole pipeline offline on a generated, synthetic demo catalogue
@@ -89,7 +95,7 @@ visualise: install ## one offline HTML report of a training run (curves, confusi
 tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's; ARGS="--port 6007")
 	$(PY) -m train.tensorboard $(CFG) $(if $(ARGS),-- $(ARGS))
 
-bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -108,6 +114,9 @@ bench-serve: install ## make serve's dynamic batching vs one model.predict per r
 
 bench-label: install ## planted label noise on the grocery photos: cleanlab defaults vs make label; 100k-vector scale
 	$(PY) -m bench.bench_label $(ARGS)
+
+bench-scale: install-distributed ## download-images past one process: one process vs Ray tasks vs several processes
+	$(PY) -m bench.bench_scale $(ARGS)
 
 bench-report: install ## make eda / make visualise on a full-size replica: time, size, byte-identity
 	$(PY) -m bench.bench_report $(ARGS)

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from tqdm import tqdm
 
 from data.download.fetch import Fetcher, check_url
+from data.download.image import ImageParams
 from data.download.shards import Shard, input_problem
-from data.download.records import INVALID_INPUT, INVALID_URL, OK, InputRow, Record, ValidationRecord
-from data.download.workers import ImageWorkers
+from data.download.records import INVALID_INPUT, INVALID_URL, OK, DownloadOptions, InputRow, Record, ValidationRecord
+from data.download.workers import ImageWorkers, WorkerPool
 
 Handler = Callable[[InputRow], Awaitable[Any]]
 Finish = Callable[[Shard, list[dict[str, Any]]], None]
@@ -50,6 +52,13 @@ class Progress:
         if now - self._shown > 0.5:
             self._shown = now
             self._show()
+
+    def advance(self, ok: int, failed: int) -> None:
+        """Count a batch of finished URLs at once (a shard finished elsewhere)."""
+        self.ok += ok
+        self.failed += failed
+        self.bar.update(ok + failed)
+        self._show()
 
     def close(self) -> None:
         """Show the final counts and close the bar."""
@@ -110,6 +119,44 @@ async def run_shards(
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """What the engine needs to run shards anywhere (picklable: a distributed task gets one)."""
+
+    options: DownloadOptions
+    record_type: type  # Record (download) or ValidationRecord (validate-urls)
+    images_dir: Path  # stored images go to <images_dir>/<folder>/<key>.jpg
+
+    @property
+    def downloading(self) -> bool:
+        return self.record_type is Record
+
+
+async def run_engine(
+    job: EngineJob,
+    shards: list[Shard],
+    finish: Finish,
+    progress: Progress,
+    pool: WorkerPool | None = None,
+    wrap: Callable[[Handler], Handler] | None = None,
+) -> None:
+    """The event-loop part of a run: one HTTP session and, when images are stored, ``pool``'s workers.
+
+    ``wrap`` may decorate the row handler (a distributed task journals every record through it).
+    """
+    opts = job.options
+    async with Fetcher(opts) as fetcher:
+        if job.downloading:
+            params = ImageParams(opts.image_size, opts.resize_mode, opts.jpeg_quality, opts.max_pixels, opts.upscale)
+            assert pool is not None, "a download needs its worker pool"
+            handler = download_handler(fetcher, ImageWorkers(pool, params), job.images_dir)
+        else:
+            handler = validate_handler(fetcher)
+        if wrap is not None:
+            handler = wrap(handler)
+        await run_shards(shards, handler, finish, concurrency=opts.concurrency, progress=progress)
 
 
 def _new_record(record_type: type, row: InputRow) -> Any:

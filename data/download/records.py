@@ -32,6 +32,7 @@ TOO_MANY_PIXELS = "too_many_pixels"  # decompression-bomb guard: width x height 
 RETRYABLE = frozenset({SERVER_ERROR, RATE_LIMITED, TIMEOUT, CONNECTION_ERROR, TRUNCATED})
 
 RESIZE_MODES = ("shorter", "longer", "pad", "none")
+DISTRIBUTORS = ("local", "processes", "ray")  # where shards run: this process, local processes, a Ray cluster
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class DownloadOptions:
     shard_size: int = 1000
     workers: int = 2
     user_agent: str = "product-categorization/0.1 (+image dataset builder)"
+    distributor: str = "local"
+    processes: int = 0
+    task_cpus: float = 1.0
+    shards_per_task: int = 0
 
     def __post_init__(self) -> None:
         positive = (
@@ -70,15 +75,26 @@ class DownloadOptions:
             "image_size",
             "shard_size",
             "workers",
+            "task_cpus",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"download.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("rate_per_host", "retries", "backoff", "max_redirects", "max_retry_after"):
+        for name in (
+            "rate_per_host",
+            "retries",
+            "backoff",
+            "max_redirects",
+            "max_retry_after",
+            "processes",
+            "shards_per_task",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"download.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"download.resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.distributor not in DISTRIBUTORS:
+            raise ConfigError(f"download.distributor must be one of {DISTRIBUTORS}, got {self.distributor!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"download.jpeg_quality must be in 1..100, got {self.jpeg_quality!r}")
 

@@ -14,25 +14,29 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import fcntl
+import contextlib
 import logging
 import os
 import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pyarrow as pa
 
 from data.core.config import Config
-from data.core.contracts import MANIFEST
-from data.core.errors import BusyError
-from data.core.io import write_json
-from data.download.fetch import Fetcher
-from data.download.image import ImageParams
-from data.download.engine import Progress, download_handler, run_shards, validate_handler
+from data.core.errors import InputError
+from data.core.io import exclusive, write_json
+from data.download.distribute import check_available, run_distributed
+from data.download.output import (
+    Target,
+    download_target,
+    remove_stale_temporaries,
+    run_numbers,
+    run_report,
+    validation_target,
+)
+from data.download.engine import EngineJob, Progress, run_engine
 from data.download.shards import (
     Columns,
     InputTable,
@@ -40,15 +44,15 @@ from data.download.shards import (
     Shard,
     arrow_schema,
     assemble,
-    count_outcomes,
     plan_shards,
     read_input,
     shard_path,
     shard_table,
     write_table,
 )
-from data.download.records import OK, RETRYABLE, DownloadOptions, InputRow, Record, ValidationRecord
-from data.download.workers import ImageWorkers, WorkerPool, worker_pool
+from data.download.records import OK, RETRYABLE, DownloadOptions, InputRow, Record
+from data.download.tasks import ShardDone, ShardJob, journal_path
+from data.download.workers import WorkerPool, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -71,34 +75,16 @@ class RunSummary:
 class _Job:
     """Everything a run needs, for downloads and validation alike."""
 
-    stage: str
+    target: Target
     table: InputTable
-    output: Path
-    report_path: Path
-    state_dir: Path
-    record_type: type
+    options: DownloadOptions
     retry_failed: bool
     progress: bool
-    pool: WorkerPool | None = None  # image workers (downloads only)
+    pool: WorkerPool | None = None  # image workers of this process (local downloads only)
 
-
-@contextmanager
-def _exclusive(state_dir: Path) -> Iterator[None]:
-    """Hold a lock on ``state_dir`` for the run (the kernel drops it even after ``kill -9``)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise BusyError(f"another run is using {state_dir.parent}; wait for it or stop it") from exc
-        yield
-
-
-def _remove_stale_temporaries(*patterns: tuple[Path, str]) -> None:
-    """Temporary files of a killed run are never complete: remove them (we hold the lock)."""
-    for folder, pattern in patterns:
-        for tmp in folder.glob(pattern):
-            tmp.unlink(missing_ok=True)
+    @property
+    def downloading(self) -> bool:
+        return self.target.record_type is Record
 
 
 def _log_input(table: InputTable) -> None:
@@ -122,108 +108,127 @@ def _move_image(source: Path, target: Path) -> bool:
     return target.is_file()
 
 
-def _run(job: _Job, opts: DownloadOptions) -> RunSummary:
-    """Plan the shards, run what is left, assemble the output and write the report."""
-    schema = arrow_schema(job.record_type)
-    downloading = job.record_type is Record
+def _plan(job: _Job) -> list[Shard]:
+    """The shards of the run: prior results that are done are kept, images of relabelled URLs moved."""
+    images = job.target.images_dir
 
     def is_done(row: InputRow, prev: dict[str, Any]) -> bool:
         if prev["status"] == OK:
-            return not downloading or (
-                prev["path"] == f"{row.folder}/{row.key}.jpg" and (job.output.parent / prev["path"]).is_file()
+            return not job.downloading or (
+                prev["path"] == f"{row.folder}/{row.key}.jpg" and (images / prev["path"]).is_file()
             )
         return not job.retry_failed and prev["status"] not in RETRYABLE
 
     def carry(row: InputRow, prev: dict[str, Any]) -> dict[str, Any] | None:
         """A prior result of the same URL under another label: its image moves to the new label's folder."""
         record = {**prev, "label": row.label}
-        if downloading and prev["status"] == OK:
+        if job.downloading and prev["status"] == OK:
             record["path"] = f"{row.folder}/{row.key}.jpg"
-            moved = _move_image(job.output.parent / prev["path"], job.output.parent / record["path"])
+            moved = _move_image(images / prev["path"], images / record["path"])
             return record if moved else None  # the file is gone: fetch it again
         return record if is_done(row, record) else None
 
-    shards = plan_shards(job.table.rows, opts.shard_size, PriorResults(job.state_dir, schema), is_done, carry)
+    prior = PriorResults(job.target.state_dir, arrow_schema(job.target.record_type))
+    return plan_shards(job.table.rows, job.options.shard_size, prior, is_done, carry)
+
+
+def _run(job: _Job) -> RunSummary:
+    """Plan the shards, run what is left (here or distributed), assemble the output and write the report."""
+    target, opts, schema = job.target, job.options, arrow_schema(job.target.record_type)
+    shards = _plan(job)
     todo = sum(len(s.todo) for s in shards)
     relabelled = sum(len(s.carried) for s in shards)
     log.info(
         "%s: %d URLs in %d shards, %d to do, %d already done%s",
-        job.stage,
+        target.stage,
         len(job.table.rows),
         len(shards),
         todo,
         len(job.table.rows) - todo,
         moved_note(relabelled),
     )
-    written = {"shards": 0, "bytes": 0}
+    written: dict[str, Any] = {"shards": 0, "bytes": 0, "resumed": 0, "task_rates": []}
 
     def finish(shard: Shard, rows: list[dict[str, Any]]) -> None:
-        write_table(shard_path(job.state_dir, shard.index), shard_table(shard, rows, schema))
+        write_table(shard_path(target.state_dir, shard.index), shard_table(shard, rows, schema))
         written["shards"] += 1
         written["bytes"] += sum(r["bytes"] or 0 for r in rows)
 
-    progress = Progress(todo, job.stage, enabled=job.progress and todo > 0)
+    progress = Progress(todo, target.stage, enabled=job.progress and todo > 0)
     start = time.monotonic()
     try:
         if todo or any(s.rewrite for s in shards):
-            asyncio.run(_engine(shards, finish, opts, job, progress))
+            _execute(job, shards, finish, progress, written)
     except asyncio.CancelledError:  # SIGTERM: same as Ctrl-C
         raise KeyboardInterrupt from None
     finally:
         progress.close()
+        if opts.distributor != "local":  # a task killed mid-write leaves its temporary file (we hold the lock)
+            remove_stale_temporaries(*target.temporaries)
     elapsed = time.monotonic() - start
-    table = assemble(job.state_dir, shards, job.output, schema)
-    this_run = {
-        "processed": todo,
-        "already_done": table.num_rows - todo,
-        "relabelled": relabelled,
-        "ok": progress.ok,
-        "failed": progress.failed,
-        "elapsed_s": round(elapsed, 2),
-        "urls_per_s": round(todo / elapsed, 1) if elapsed else 0.0,
-        "ok_per_s": round(progress.ok / elapsed, 1) if elapsed else 0.0,
-        "bytes": written["bytes"],
-        "shards_written": written["shards"],
-    }
-    report = _report(job, table, this_run)
-    write_json(job.report_path, report)
-    return RunSummary(job.output, job.report_path, report)
+    table = assemble(target.state_dir, shards, target.output, schema)
+    for shard in shards:  # a journal of a distributed task killed in an earlier run is done with too
+        journal_path(target.state_dir, shard.index).unlink(missing_ok=True)
+    this_run = run_numbers(opts.distributor, todo, table.num_rows - todo, relabelled, progress, written, elapsed)
+    report = run_report(target, job.table, table, this_run)
+    write_json(target.report_path, report)
+    return RunSummary(target.output, target.report_path, report)
 
 
-def _report(job: _Job, table: pa.Table, this_run: dict[str, Any]) -> dict[str, Any]:
-    """The JSON report: totals, counts by status and by reason, duplicates, and this run's numbers."""
-    by_status, by_reason = count_outcomes(table)
-    ok = by_status.get(OK, 0)
-    return {
-        "stage": job.stage,
-        "output": str(job.output),
-        "input_rows": job.table.input_rows,
-        "duplicate_keys": len(job.table.duplicate_keys),
-        "conflicting_keys": len(job.table.conflicting_keys),
-        "duplicate_key_examples": job.table.duplicate_keys[:20],
-        "urls": table.num_rows,
-        "ok": ok,
-        "failed": table.num_rows - ok,
-        "retryable_failed": sum(by_status.get(s, 0) for s in RETRYABLE),
-        "by_status": by_status,
-        "by_reason": by_reason,
-        "this_run": this_run,
-    }
+def _execute(job: _Job, shards: list[Shard], finish: Any, progress: Progress, written: dict[str, Any]) -> None:
+    """Run the planned shards in this process's event loop, or hand those with rows to do to a distributor."""
+    engine = EngineJob(job.options, job.target.record_type, job.target.images_dir)
+    if job.options.distributor == "local":
+        asyncio.run(_engine(engine, shards, finish, progress, job.pool))
+        return
+    for shard in shards:  # nothing to fetch, only a result file to rewrite: no task needed
+        if not shard.todo and shard.rewrite:
+            finish(shard, list(shard.carried))
+
+    def done(result: ShardDone) -> None:
+        progress.advance(result.ok, result.failed)
+        written["shards"] += 1
+        written["bytes"] += result.bytes
+        written["resumed"] += result.resumed
+
+    shard_job = ShardJob(engine, job.target.state_dir, job.retry_failed)
+    rates = run_distributed(job.options.distributor, shard_job, [s for s in shards if s.todo], done)
+    written["task_rates"] = rates
 
 
-async def _engine(shards: list[Shard], finish: Any, opts: DownloadOptions, job: _Job, progress: Progress) -> None:
-    """The event-loop part of a run: one session, and a process pool when images are stored."""
+async def _engine(engine: EngineJob, shards: list[Shard], finish: Any, progress: Progress, pool: WorkerPool | None):
+    """The local path's event loop: SIGTERM cancels it (then it ends as Ctrl-C does)."""
     task = asyncio.current_task()
     assert task is not None, "called from inside the event loop"
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    async with Fetcher(opts) as fetcher:
-        if job.record_type is ValidationRecord:
-            await run_shards(shards, validate_handler(fetcher), finish, concurrency=opts.concurrency, progress=progress)
-            return
-        params = ImageParams(opts.image_size, opts.resize_mode, opts.jpeg_quality, opts.max_pixels, opts.upscale)
-        assert job.pool is not None, "a download needs its worker pool"
-        handler = download_handler(fetcher, ImageWorkers(job.pool, params), job.output.parent)
-        await run_shards(shards, handler, finish, concurrency=opts.concurrency, progress=progress)
+    await run_engine(engine, shards, finish, progress, pool)
+
+
+def _stage(
+    target: Target,
+    input_path: Path,
+    options: DownloadOptions,
+    columns: Columns,
+    retry_failed: bool,
+    limit: int | None,
+    progress: bool,
+    config: Config | None,
+) -> RunSummary:
+    """The one body of both entry functions: hold the output, read the input, run, report."""
+    check_available(options.distributor)  # before anything is written
+    if not input_path.is_file():  # before the lock creates the output folder: a refused run leaves nothing
+        raise InputError(f"input file not found: {input_path}")
+    local_pool = target.record_type is Record and options.distributor == "local"
+    # the workers start first, while this process has no other thread (see start_pool)
+    pools = worker_pool(options.workers, options.max_pixels) if local_pool else contextlib.nullcontext()
+    busy = f"another run is using {target.state_dir.parent}; wait for it or stop it"
+    with exclusive(target.state_dir / ".lock", busy), pools as pool:
+        remove_stale_temporaries(*target.temporaries)
+        table = read_input(input_path, columns, limit)
+        _log_input(table)
+        if config is not None:
+            config.save(target.config_file.parent, name=target.config_file.name)
+        return _run(_Job(target, table, options, retry_failed, progress, pool))
 
 
 def download_images(
@@ -242,7 +247,7 @@ def download_images(
     Args:
         input_path: Parquet or CSV file with a URL, a key and a label column.
         out_dir: image folder; also receives ``manifest.parquet``, ``download_report.json`` and ``.shards/``.
-        options: the ``[download]`` configuration.
+        options: the ``[download]`` configuration (``distributor`` says where the shards run).
         columns: names of the URL, key and label columns.
         retry_failed: also retry permanent failures of earlier runs (transient ones are always retried).
         limit: only the first ``limit`` input rows.
@@ -253,26 +258,7 @@ def download_images(
     Returns:
         The manifest path and the report (counts by status and by reason).
     """
-    state_dir = out_dir / ".shards"
-    # the workers start first, while this process has no other thread (see start_pool)
-    with _exclusive(state_dir), worker_pool(options.workers, options.max_pixels) as pool:
-        _remove_stale_temporaries((out_dir, "*/.*.tmp"), (out_dir, ".*.tmp"), (state_dir, ".*.tmp"))
-        table = read_input(input_path, columns, limit)
-        _log_input(table)
-        if config is not None:
-            config.save(out_dir)
-        job = _Job(
-            "download-images",
-            table,
-            out_dir / MANIFEST.file_name,
-            out_dir / "download_report.json",
-            state_dir,
-            Record,
-            retry_failed,
-            progress,
-            pool,
-        )
-        return _run(job, options)
+    return _stage(download_target(out_dir), input_path, options, columns, retry_failed, limit, progress, config)
 
 
 def validate_urls(
@@ -290,24 +276,7 @@ def validate_urls(
 
     Writes ``result_path`` (Parquet, one row per URL) and a JSON report beside it; resumable like a download.
     """
-    state_dir = result_path.parent / f".{result_path.stem}.shards"
-    with _exclusive(state_dir):
-        _remove_stale_temporaries((result_path.parent, f".{result_path.name}.*.tmp"), (state_dir, ".*.tmp"))
-        table = read_input(input_path, columns, limit)
-        _log_input(table)
-        if config is not None:
-            config.save(result_path.parent, name=f"{result_path.stem}.config.resolved.json")
-        job = _Job(
-            "validate-urls",
-            table,
-            result_path,
-            result_path.with_suffix(".json"),
-            state_dir,
-            ValidationRecord,
-            retry_failed,
-            progress,
-        )
-        return _run(job, options)
+    return _stage(validation_target(result_path), input_path, options, columns, retry_failed, limit, progress, config)
 
 
 def moved_note(count: int) -> str:

@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _exit_with(parent_pid: int) -> None:
+def exit_with_parent(parent_pid: int) -> None:
     """End this worker as soon as ``parent_pid`` ends (even by ``kill -9``), so that no worker outlives it."""
     try:
         handle: int | None = os.pidfd_open(parent_pid)
@@ -61,7 +61,7 @@ def _exit_with(parent_pid: int) -> None:
 def init_worker(max_pixels: int, parent_pid: int) -> None:
     """Worker-process initialiser: leave Ctrl-C to the parent, end with it, one OpenCV thread."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with(parent_pid)
+    exit_with_parent(parent_pid)
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)  # read by OpenCV on first decode
     cv2.setNumThreads(1)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # corrupt files are data, not logs

@@ -45,15 +45,10 @@ WRONG_TYPE = {  # a value of the wrong type for a key the stage reads
     "develop.demo": "label.folds=1.5",
 }
 ARGS = {"train.predict": ("photo.jpg",)}  # its files: the settings are refused before they are looked at
-DOWNLOAD_LEAVES_A_LOCK = pytest.mark.xfail(
-    strict=True,
-    reason="data/download/stage.py makes images/.shards/.lock before it looks for its input (the one error "
-    "line is right; the folder it leaves is not)",
-)
 # What each stage needs first, missing below an empty paths.root (the demo has no input: tests/core/
 # test_bad_input_demo.py gives it a --root it may not use).
 MISSING_INPUT = [
-    pytest.param(module, args, id=module, marks=[DOWNLOAD_LEAVES_A_LOCK] if module == "data.download" else [])
+    pytest.param(module, args, id=module)
     for module, args in [
         ("data.extract", ()),
         ("data.download", ()),
