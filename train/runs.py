@@ -11,7 +11,6 @@ interrupted later keeps its checkpoints there for ``--resume <run_id>``. Only a 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from data.core.contracts import RUN_FILES
+from data.core.contracts import RUN_FILES, read_json
 from data.core.errors import BusyError, InputError
 from data.core.io import atomic_write_bytes
 
@@ -88,8 +87,8 @@ def run_images_dir(run_dir: Path, default: Path) -> Path:
     """The folder a run's ``split.csv`` paths are relative to: its ``train.images`` folder, else ``default``."""
     options = run_dir / RUN_FILES["options"]
     if options.is_file():
-        images = json.loads(options.read_text(encoding="utf-8")).get("images") or ""
-        if images:
+        images = read_json(options, "make train").get("images") or ""
+        if isinstance(images, str) and images:
             return Path(images)
     return default
 
@@ -115,6 +114,8 @@ def run_folder(runs_dir: Path, run_id: str, resume: Path | None, chief: bool = T
     """
     if not chief:  # a non-chief multi-worker task writes nothing that lasts
         scratch = Path(tempfile.mkdtemp(prefix="train-worker-"))
+        if resume is not None and (resume / "checkpoints").is_dir():  # restore the chief's state, as it does
+            shutil.copytree(resume / "checkpoints", scratch / "checkpoints")
         try:
             yield RunFolder(scratch, scratch, True)
         finally:

@@ -19,7 +19,7 @@ from data.core.contracts import RUN_FILES
 from data.core.io import write_json
 from train.backbones import base_model, build_backbone
 from train.dataset import ImageDataSet
-from train.distribute import is_chief, make_strategy, precision_policy
+from train.distribute import is_chief, make_strategy, precision_policy, synchronize_batch_norm
 from train.fitting import PhaseContext
 from train.gate import sanity_check
 from train.metrics import classification_report
@@ -117,6 +117,7 @@ def run_training(
     strategy = make_strategy(options.strategy)
     with precision_policy(options.mixed_precision) as policy, strategy.scope():
         backbone, head, model = build_model(options, len(data.classes))
+        synchronize_batch_norm(model, strategy)
         with run_folder(runs_dir, run_id, resume, is_chief(strategy)) as folder:
             if resume is None:
                 data.save(folder.work)

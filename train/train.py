@@ -16,6 +16,7 @@ gate's verdict), backbone.weights.h5 (scratch), checkpoints/, logs/ (TensorBoard
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -89,6 +90,10 @@ def train(
         images_dir = Path(options.images)
     elif images_dir is None:
         images_dir = Path(manifest).parent if manifest else Path(".")
+    if options.strategy == "multi_worker" or (options.strategy == "auto" and os.environ.get("TF_CONFIG")):
+        from train.distribute import make_strategy
+
+        make_strategy(options.strategy)  # before the image check runs TensorFlow: collective ops come first
     data = load_data(manifest, images_dir, options, resume)
     run_id = resume.name if resume else run_id or new_run_id(options.backbone, runs_dir)
     # TensorFlow loads here, after every input check.
@@ -158,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             manifest = applied_manifest(cfg.path(LABELS), options.label_version)
             print(f"training on the data version {manifest}")
         result = train(manifest, runs_dir, options, images_dir=images, run_id=args.run_id, resume=resume, config=cfg)
+        if not result.metrics:  # a multi-worker task other than the chief
+            print(f"worker done: the chief (worker 0) writes the run folder in {runs_dir}")
+            return 0
         print("\n".join(summary_lines(result)))
         return 0
 

@@ -310,3 +310,16 @@ def test_original_recipe_deep_head_and_fine_tuning_that_does_not_help(manifest, 
     assert model.get_layer("head").get_layer("head_dense_512") is not None
     assert metrics["phases"]["fine_tune"]["improved"] is False
     assert metrics["validation"]["loss"] == pytest.approx(metrics["phases"]["frozen"]["best"]["val_loss"], abs=2e-3)
+
+
+def test_run_images_dir_reads_the_runs_options_and_names_a_corrupt_file(tmp_path):
+    from data.core.errors import InputError
+
+    default = tmp_path / "images"
+    assert run_images_dir(tmp_path, default) == default  # no options.json: the configured folder
+    options = tmp_path / RUN_FILES["options"]
+    options.write_text(json.dumps({"images": str(tmp_path / "elsewhere")}))
+    assert run_images_dir(tmp_path, default) == tmp_path / "elsewhere"
+    options.write_text('{"images": "cut off')
+    with pytest.raises(InputError, match=r"options\.json is not valid JSON"):
+        run_images_dir(tmp_path, default)
