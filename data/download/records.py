@@ -114,8 +114,8 @@ class InputRow(NamedTuple):
 
 
 @dataclass
-class Record:
-    """One manifest row: the outcome for one input URL."""
+class Outcome:
+    """What every result row starts with: the input URL, its status and why."""
 
     key: str
     url: str
@@ -124,6 +124,12 @@ class Record:
     reason: str = ""
     http_status: int | None = None
     attempts: int = 0
+
+
+@dataclass
+class Record(Outcome):
+    """One manifest row: the outcome for one input URL."""
+
     bytes: int = 0
     orig_width: int | None = None
     orig_height: int | None = None
@@ -138,16 +144,9 @@ MANIFEST_COLUMNS = tuple(f.name for f in fields(Record))
 
 
 @dataclass
-class ValidationRecord:
+class ValidationRecord(Outcome):
     """One row of ``url_validation.parquet`` (``make validate-urls``): a URL checked, nothing stored."""
 
-    key: str
-    url: str
-    label: str
-    status: str
-    reason: str = ""
-    http_status: int | None = None
-    attempts: int = 0
     content_type: str = ""
     bytes: int | None = None
     elapsed_s: float = 0.0

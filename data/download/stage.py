@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 
 from data.core.config import Config
@@ -208,11 +208,12 @@ def _stage(
     target: Target,
     input_path: Path,
     options: DownloadOptions,
-    columns: Columns,
-    retry_failed: bool,
-    limit: int | None,
-    progress: bool,
-    config: Config | None,
+    *,
+    columns: Columns = Columns(),
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+    config: Config | None = None,
 ) -> RunSummary:
     """The one body of both entry functions: hold the output, read the input, run, report."""
     check_available(options.distributor)  # before anything is written
@@ -231,16 +232,22 @@ def _stage(
         return _run(_Job(target, table, options, retry_failed, progress, pool))
 
 
+class RunSettings(TypedDict, total=False):
+    """The keyword settings of :func:`download_images` and :func:`validate_urls`."""
+
+    columns: Columns  # names of the URL, key and label columns
+    retry_failed: bool  # also retry permanent failures of earlier runs (transient ones are always retried)
+    limit: int | None  # only the first ``limit`` input rows
+    progress: bool  # show a progress bar (default True)
+    config: Config | None  # the resolved configuration, saved beside the output once this run holds the folder
+    # (a run refused because another one is busy changes nothing)
+
+
 def download_images(
     input_path: Path,
     out_dir: Path,
     options: DownloadOptions = DownloadOptions(),
-    *,
-    columns: Columns = Columns(),
-    retry_failed: bool = False,
-    limit: int | None = None,
-    progress: bool = True,
-    config: Config | None = None,
+    **settings: Unpack[RunSettings],
 ) -> RunSummary:
     """Download every URL of ``input_path`` into ``out_dir/<label>/<key>.jpg`` (resumable).
 
@@ -248,35 +255,26 @@ def download_images(
         input_path: Parquet or CSV file with a URL, a key and a label column.
         out_dir: image folder; also receives ``manifest.parquet``, ``download_report.json`` and ``.shards/``.
         options: the ``[download]`` configuration (``distributor`` says where the shards run).
-        columns: names of the URL, key and label columns.
-        retry_failed: also retry permanent failures of earlier runs (transient ones are always retried).
-        limit: only the first ``limit`` input rows.
-        progress: show a progress bar.
-        config: the resolved configuration, saved as ``out_dir/config.resolved.json`` once this run holds
-            the folder (a run refused because another one is busy changes nothing).
+        **settings: ``columns``, ``retry_failed``, ``limit``, ``progress``, ``config`` (see :class:`RunSettings`).
 
     Returns:
         The manifest path and the report (counts by status and by reason).
     """
-    return _stage(download_target(out_dir), input_path, options, columns, retry_failed, limit, progress, config)
+    return _stage(download_target(out_dir), input_path, options, **settings)
 
 
 def validate_urls(
     input_path: Path,
     result_path: Path,
     options: DownloadOptions = DownloadOptions(),
-    *,
-    columns: Columns = Columns(),
-    retry_failed: bool = False,
-    limit: int | None = None,
-    progress: bool = True,
-    config: Config | None = None,
+    **settings: Unpack[RunSettings],
 ) -> RunSummary:
     """Check every URL of ``input_path`` (HEAD, or a ranged GET of its first bytes) without storing images.
 
-    Writes ``result_path`` (Parquet, one row per URL) and a JSON report beside it; resumable like a download.
+    Writes ``result_path`` (Parquet, one row per URL) and a JSON report beside it; resumable like a download,
+    with the same ``settings`` (:class:`RunSettings`).
     """
-    return _stage(validation_target(result_path), input_path, options, columns, retry_failed, limit, progress, config)
+    return _stage(validation_target(result_path), input_path, options, **settings)
 
 
 def moved_note(count: int) -> str:
