@@ -54,16 +54,7 @@ def describe_clusters(images: pd.DataFrame, cluster: np.ndarray) -> pd.DataFrame
     members = frame[size > 1]
     if members.empty:
         return out
-    grouped = members.groupby("cluster")
-    stats = pd.DataFrame(
-        {
-            "size": grouped.size(),
-            "labels": grouped["label"].agg(lambda s: "|".join(sorted(s.unique()))),
-            "n_labels": grouped["label"].nunique(),
-            "n_splits": grouped["split"].nunique(),  # ignores images the run never saw
-            "exact": grouped["sha256"].agg(lambda s: s.iloc[0] != "" and s.nunique() == 1),
-        }
-    ).sort_values(["size", "labels"], ascending=[False, True], kind="stable")
+    stats = _cluster_stats(members)
     renumber = pd.Series(np.arange(len(stats)), index=stats.index)
     index = members.index.to_numpy()
     ids = members["cluster"]
@@ -73,3 +64,17 @@ def describe_clusters(images: pd.DataFrame, cluster: np.ndarray) -> pd.DataFrame
     out.loc[index, "cross_class"] = ids.map(stats["n_labels"]).to_numpy() > 1
     out.loc[index, "cross_split"] = ids.map(stats["n_splits"]).to_numpy() > 1
     return out
+
+
+def _cluster_stats(members: pd.DataFrame) -> pd.DataFrame:
+    """Per cluster of ``members``: size, labels, label and split counts, whether exact; largest first."""
+    grouped = members.groupby("cluster")
+    return pd.DataFrame(
+        {
+            "size": grouped.size(),
+            "labels": grouped["label"].agg(lambda s: "|".join(sorted(s.unique()))),
+            "n_labels": grouped["label"].nunique(),
+            "n_splits": grouped["split"].nunique(),  # ignores images the run never saw
+            "exact": grouped["sha256"].agg(lambda s: s.iloc[0] != "" and s.nunique() == 1),
+        }
+    ).sort_values(["size", "labels"], ascending=[False, True], kind="stable")

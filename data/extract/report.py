@@ -40,6 +40,22 @@ def _counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
     return dict(sorted((c["values"], c["counts"]) for c in counts if c["values"] is not None))
 
 
+def _file_entry(read: FileRead, row: np.ndarray) -> dict:
+    """One file's line of the report: ``row`` holds its drops per reason, then its kept rows."""
+    drops = {reason: int(n) for reason, n in zip(REASONS, row[:-1]) if n}
+    unusable = read.rows_read - len(read.malformed) if read.error else 0
+    drops.update({k: v for k, v in (("malformed_row", len(read.malformed)), ("unusable_file", unusable)) if v})
+    return {
+        "file": read.file,
+        "rows_read": read.rows_read,
+        "rows_kept": int(row[-1]),
+        "dropped": drops,
+        "error": read.error,
+        "encoding": read.encoding,
+        "malformed_rows": [n for n, _ in read.malformed][:50],
+    }
+
+
 def _report(
     options: "ExtractOptions",
     reads: list[FileRead],
@@ -52,31 +68,7 @@ def _report(
     by_file = np.zeros((len(usable), len(REASONS) + 1), np.int64)  # last column: kept
     np.add.at(by_file, (file_index, np.where(codes == -1, len(REASONS), codes)), 1)
     per_usable = {read.file: row for read, row in zip(usable, by_file)}
-    per_file = []
-    for read in reads:
-        row = per_usable.get(read.file, np.zeros(len(REASONS) + 1, np.int64))
-        drops = {reason: int(n) for reason, n in zip(REASONS, row[:-1]) if n}
-        drops.update(
-            {
-                k: v
-                for k, v in (
-                    ("malformed_row", len(read.malformed)),
-                    ("unusable_file", read.rows_read - len(read.malformed) if read.error else 0),
-                )
-                if v
-            }
-        )
-        per_file.append(
-            {
-                "file": read.file,
-                "rows_read": read.rows_read,
-                "rows_kept": int(row[-1]),
-                "dropped": drops,
-                "error": read.error,
-                "encoding": read.encoding,
-                "malformed_rows": [n for n, _ in read.malformed][:50],
-            }
-        )
+    per_file = [_file_entry(read, per_usable.get(read.file, np.zeros(len(REASONS) + 1, np.int64))) for read in reads]
     rows_read = sum(r.rows_read for r in reads)
     unmapped = dropped.filter(pc.equal(dropped["reason"], "unmapped_category"))["detail"]
     return {
