@@ -66,6 +66,19 @@ class DatasetSpec:
     keywords: tuple[str, ...] = ()
     source: str = "lokeshparab/amazon-products-dataset"
 
+    def metadata(self, description: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+        """The ``dataset-metadata.json`` document of this dataset with ``description`` and ``resources``."""
+        return build_metadata(
+            owner=self.owner,
+            slug=self.slug,
+            title=self.title,
+            subtitle=self.subtitle,
+            license_name=self.license,
+            description=description,
+            resources=resources,
+            keywords=list(self.keywords),
+        )
+
 
 @dataclass(frozen=True)
 class StagedDataset:
@@ -208,16 +221,7 @@ def _fill(tmp: Path, rows: pd.DataFrame, images_dir: Path, spec: DatasetSpec, de
     table.to_csv(tmp / "manifest.csv", index=False)
     (tmp / "README.md").write_text(description, encoding="utf-8")
     (tmp / "LICENSE.txt").write_text(license_text(spec.license), encoding="utf-8")
-    meta = build_metadata(
-        owner=spec.owner,
-        slug=spec.slug,
-        title=spec.title,
-        subtitle=spec.subtitle,
-        license_name=spec.license,
-        description=description,
-        resources=_resources(fields),
-        keywords=list(spec.keywords),
-    )
+    meta = spec.metadata(description, _resources(fields))
     write_json(tmp / METADATA_FILE, meta)
     return meta
 

@@ -25,7 +25,7 @@ from data.core.config import Config, config_from_args, options_from_section
 from data.core.contracts import CATALOGUE, IMAGES, KAGGLE
 from data.core.io import write_json
 from data.kaggle.api import KaggleApiError, connect, explain, find_credentials, plain_errors, username
-from data.kaggle.metadata import METADATA_FILE, build_metadata, validate_metadata
+from data.kaggle.metadata import METADATA_FILE, validate_metadata
 from data.kaggle.fetch import FetchSettings
 from data.kaggle.package import DatasetSpec, StagedDataset, stage_dataset
 
@@ -54,16 +54,7 @@ class PublishOptions:
 
 def check_spec(spec: DatasetSpec) -> list[str]:
     """Problems with the id, title, subtitle or licence, found before any file is built."""
-    skeleton = build_metadata(
-        owner=spec.owner,
-        slug=spec.slug,
-        title=spec.title,
-        subtitle=spec.subtitle,
-        license_name=spec.license,
-        description="-",
-        keywords=list(spec.keywords),
-        resources=[{"path": "-", "description": "-"}],
-    )
+    skeleton = spec.metadata("-", [{"path": "-", "description": "-"}])
     return validate_metadata(skeleton)
 
 
