@@ -72,10 +72,17 @@ class Config:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value as TOML (numbers, booleans, lists, quoted strings), else a bare string."""
+    """Parse an override value as TOML (numbers, booleans, lists, quoted strings), else a bare string.
+
+    A list of bare words, ``[unreadable,label]``, is a list of strings: ``make`` passes ``SET`` through a
+    shell-like split that removes the quotes ``["unreadable","label"]`` would need.
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
+        if text.startswith("[") and text.endswith("]"):
+            items = [item.strip() for item in text[1:-1].split(",")]
+            return [parse_value(item) for item in items if item]
         return text
 
 

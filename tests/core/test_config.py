@@ -34,6 +34,15 @@ def test_overrides_are_typed_like_toml():
     assert cfg.section("new") == {"key": "quoted"}
 
 
+def test_a_list_of_bare_words_is_a_list_of_strings():
+    # what make's SET gives after its shell-like split has removed the quotes: SET='k=["a","b"]' -> k=[a,b]
+    cfg = load_config(overrides=["label.auto_drop=[unreadable, label]", "train.split=[0.7,0.2,0.1]", "x.y=[]"])
+    assert cfg.section("label")["auto_drop"] == ["unreadable", "label"]
+    assert cfg.section("train")["split"] == [0.7, 0.2, 0.1]
+    assert cfg.section("x")["y"] == []
+    assert load_config(overrides=["x.y=[a, 2, true]"]).section("x")["y"] == ["a", 2, True]
+
+
 @pytest.mark.parametrize("bad", ["nodot=1", "download.concurrency", "=3", "download..x=1"])
 def test_bad_overrides_are_rejected(bad):
     with pytest.raises(ConfigError):
