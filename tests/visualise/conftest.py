@@ -160,15 +160,12 @@ class DemoRuns(DemoCase):
 
 
 def _train_two_runs(manifest: Path, runs: Path, cache: Path) -> tuple[Path, Path]:
-    from train import pipeline
     from train.evaluate import EvaluateOptions, evaluate
     from train.options import TrainOptions
     from train.train import train
 
-    # train/ is moving ``augment`` from a bool to a name ("none", "light", ...): "off" in the form it reads
-    augment_off = "none" if hasattr(pipeline, "AUGMENTATIONS") else False
     options = TrainOptions(
-        augment=augment_off,
+        augment="none",
         backbone="tiny",
         weights="none",
         image_size=32,
