@@ -147,6 +147,7 @@ def noise_setting(
     ]
     return {
         "setting": name,
+        "train_seed": train_options.seed,
         "images": len(table),
         "flipped": len(flipped),
         "cleanlab": scores(table["cleanlab_default"], table["key"], flipped),
@@ -262,7 +263,7 @@ def report(
 ) -> str:
     """The markdown tables: one row per noise setting and policy, means over the training seeds."""
     images = rows[0]["images"] if rows else 0
-    seeds = ", ".join(str(s) for s in args.train_seeds)
+    seeds = ", ".join(str(s) for s in sorted({r.get("train_seed", "?") for r in rows} | set(oracle), key=str))
     lines = [
         f"Planted noise, grocery store photos (train + validation, {images} images, 43 classes); {args.backbone} "
         f"from scratch @ {args.image_size} px, {args.epochs} epochs; test accuracy on the {TEST_IMAGES} clean "
@@ -310,12 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-class", type=int, default=0, help="at most this many photos per class (0: all)")
     parser.add_argument("--backbone", default="small_resnet", help="trained from scratch (train.recipe=scratch)")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=40, help="long enough to converge (15 stops underfit)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--policies",
         nargs="+",
-        default=["0.7"],
+        default=["0.5+prune"],
         help="automatic policies to apply and retrain: T (relabel at label.auto_threshold=T) or T+prune (also drop "
         "the other label issues: auto_drop += label)",
     )
@@ -329,11 +330,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-oracle", dest="oracle", action="store_false", help="skip the run on the true labels")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder (runs, labels), emptied first")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="LOG",
+        help="run nothing: print the tables of the JSON lines that earlier runs printed (several seeds, one table); "
+        "give the other options as those runs had them",
+    )
     return parser
+
+
+def merge(logs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, float], dict[str, Any] | None]:
+    """The rows, oracle figures and scale result printed as JSON lines in ``logs`` (each run's output)."""
+    rows, oracle, big = [], {}, None
+    for log in logs:
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("{"):
+                continue
+            doc = json.loads(line)
+            if "setting" in doc:
+                rows.append(doc)
+            elif "oracle_seed" in doc:
+                oracle[doc["oracle_seed"]] = doc["test"]
+            elif "total_s" in doc:
+                big = doc
+    return rows, oracle, big
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.merge:
+        print(report(*merge(args.merge), args))
+        return
     if args.scale_only:
         from threadpoolctl import threadpool_limits
 
