@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -240,9 +240,15 @@ def options_from_config(cfg: Config, args: argparse.Namespace) -> PublishOptions
     """PublishOptions from the ``[publish]`` section, ``[paths]`` and the command-line flags."""
     settings = options_from_section(PublishSettings, cfg.section("publish"), "publish")
     source = options_from_section(FetchSettings, cfg.section("fetch"), "fetch").dataset
-    # every [publish] key but ``private`` names the dataset: the spec takes them as they are
-    named = {f.name: getattr(settings, f.name) for f in fields(PublishSettings) if f.name != "private"}
-    spec = DatasetSpec(**named, source=source)
+    spec = DatasetSpec(
+        owner=settings.owner,
+        slug=settings.slug,
+        title=settings.title,
+        subtitle=settings.subtitle,
+        license=settings.license,
+        keywords=settings.keywords,
+        source=source,
+    )
     return PublishOptions(
         images_dir=args.images or cfg.path(IMAGES),
         out_dir=args.out or cfg.path(KAGGLE),
