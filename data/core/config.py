@@ -74,14 +74,16 @@ class Config:
 def parse_value(text: str) -> Any:
     """Parse an override value as TOML (numbers, booleans, lists, quoted strings), else a bare string.
 
-    A list of bare words, ``[unreadable,label]``, is a list of strings: ``make`` passes ``SET`` through a
-    shell-like split that removes the quotes ``["unreadable","label"]`` would need.
+    A flat list of bare words, ``[unreadable,label]``, is a list of strings: ``make`` passes ``SET`` through a
+    shell-like split that removes the quotes ``["unreadable","label"]`` would need. Anything else that is not
+    TOML (a nested list among them) stays the text it was.
     """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        if text.startswith("[") and text.endswith("]"):
-            items = [item.strip() for item in text[1:-1].split(",")]
+        inner = text[1:-1]
+        if text.startswith("[") and text.endswith("]") and "[" not in inner and "]" not in inner:
+            items = [item.strip() for item in inner.split(",")]
             return [parse_value(item) for item in items if item]
         return text
 

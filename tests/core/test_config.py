@@ -41,6 +41,7 @@ def test_a_list_of_bare_words_is_a_list_of_strings():
     assert cfg.section("train")["split"] == [0.7, 0.2, 0.1]
     assert cfg.section("x")["y"] == []
     assert load_config(overrides=["x.y=[a, 2, true]"]).section("x")["y"] == ["a", 2, True]
+    assert load_config(overrides=["x.y=[[a], b]"]).section("x")["y"] == "[[a], b]"  # nested: left as text
 
 
 @pytest.mark.parametrize("bad", ["nodot=1", "download.concurrency", "=3", "download..x=1"])
