@@ -18,7 +18,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install install-distributed lock lint test demo fetch-raw extract download-images validate-urls \
         publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale clean
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-transfer bench-serve bench-label bench-report bench-scale clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -95,7 +95,7 @@ visualise: install ## one offline HTML report of a training run (curves, confusi
 tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's; ARGS="--port 6007")
 	$(PY) -m train.tensorboard $(CFG) $(if $(ARGS),-- $(ARGS))
 
-bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-scratch bench-transfer bench-serve bench-label bench-report bench-scale ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -108,6 +108,9 @@ bench-train: install ## frozen phase: embedding cache vs full backbone forward e
 
 bench-scratch: install ## from scratch: make train (weights=none) vs the keras-io recipe, same time budget
 	$(PY) -m bench.bench_scratch $(ARGS)
+
+bench-transfer: install ## pretrained EfficientNet-Lite0 on the grocery photos: logreg floor, frozen, fine-tuned vs scratch
+	$(PY) -m bench.bench_transfer $(ARGS)
 
 bench-serve: install ## make serve's dynamic batching vs one model.predict per request; TFLite variants
 	$(PY) -m bench.bench_serve $(ARGS)

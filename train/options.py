@@ -11,6 +11,8 @@ from typing import Any
 from data.core.config import Config, ConfigError, apply_override, options_from_section
 from data.core.contracts import RUN_FILES
 from data.core.io import write_json
+from train.lite_weights import VARIANTS as LITE_VARIANTS
+from train.lite_weights import source_file
 from train.screen import BAD_IMAGE_POLICIES
 from train.split import validate_ratios
 
@@ -117,6 +119,8 @@ def check_options(options: TrainOptions) -> None:
     if not 0 <= options.label_smoothing < 1 or not options.dropout < 1:
         raise ConfigError("train.label_smoothing and train.dropout must be in [0, 1)")
     weights = str(options.weights)
+    if weights == "imagenet" and options.backbone in LITE_VARIANTS and not options.from_scratch:
+        source_file(options.backbone)  # a missing weights package is refused before any image is read
     if weights.lower() not in ("imagenet", "none", "", "random") and not Path(weights).expanduser().is_file():
         raise ConfigError(
             f"train.weights = {weights!r}: no such weights file (give imagenet, none, or the path of a weights "
