@@ -48,7 +48,7 @@ class TrainOptions:
     fine_tune_epochs: int = 5
     fine_tune_layers: int = 20
     learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-5
+    fine_tune_learning_rate: float = 1e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
