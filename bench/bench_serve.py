@@ -1,12 +1,12 @@
 """Benchmark: make serve (dynamic batching) against a naive server (one ``model.predict`` per request).
 
 Trains a small model (the ``tiny`` backbone at ``--image-size`` px, a few epochs; ``--backbone
-efficientnet_lite0`` for the pretrained default, head only) on the sample product photos, exports it with ``make export``'s code, then for each contender starts the server in its own
-process, waits for ``/readyz``, and sends ``--requests`` single-image ``POST /predict`` requests (real JPEG
-bodies, cycled) at ``--concurrency`` from a separate client process (a bounded aiohttp client). Reports
-requests/s, p50/p95/p99 latency, 5xx and other failures, and the server's resident memory (when ready,
-at the end, and the peak), and beside it the TFLite variants' size, latency and accuracy delta from the
-model card.
+efficientnet_lite0`` for the pretrained default, head only) on the sample product photos, exports it with
+``make export``'s code, then for each contender starts the server in its own process, waits for ``/readyz``,
+and sends ``--requests`` single-image ``POST /predict`` requests (real JPEG bodies, cycled) at
+``--concurrency`` from a separate client process (a bounded aiohttp client). Reports requests/s, p50/p95/p99
+latency, 5xx and other failures, and the server's resident memory (when ready, at the end, and the peak), and
+beside it the TFLite variants' size, latency and accuracy delta from the model card.
 
     naive      aiohttp, one ``model.predict(x[None])`` per request on a thread, same in-graph decoding
     batch=1    make serve with serve.max_batch_size=1 (the SavedModel, no batching)
