@@ -17,8 +17,8 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install install-distributed lock lint test demo fetch-raw extract download-images validate-urls \
-        publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale clean
+        publish-kaggle train train-text evaluate predict label apply-labels export serve \
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-text bench-scratch bench-serve bench-label bench-report bench-scale clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -68,6 +68,9 @@ publish-kaggle: install ## publish the image dataset to Kaggle (ARGS=--dry-run t
 train: install ## train a classifier (from scratch with weights=none, transfer from pretrained weights otherwise)
 	$(PY) -m train.train $(CFG) $(ARGS)
 
+train-text: install ## train a title classifier on the catalogue's names (train.modality=text; run -> latest-text)
+	$(PY) -m train.train $(CFG) --set train.modality=text $(ARGS)
+
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)
 
@@ -105,6 +108,9 @@ bench-download: install ## compare our downloader, the original recipe and img2d
 
 bench-train: install ## frozen phase: embedding cache vs full backbone forward every epoch
 	$(PY) -m bench.bench_train $(ARGS)
+
+bench-text: install ## title model on the real CSVs vs majority and the quick check; fusion on demo pairs; speed
+	$(PY) -m bench.bench_text $(ARGS)
 
 bench-scratch: install ## from scratch: make train (weights=none) vs the keras-io recipe, same time budget
 	$(PY) -m bench.bench_scratch $(ARGS)
