@@ -43,6 +43,7 @@ class FusionOptions:
 
     image_run: str = "latest"
     text_run: str = "latest-text"
+    run: str = "latest-fusion"  # the fusion run whose weight make predict and make serve use
 
 
 def align(probs: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:

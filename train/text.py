@@ -37,6 +37,7 @@ class TextOptions:
     regularization: float = 0.3
     balanced: bool = True
     distinct: bool = True
+    refit: bool = True
     max_title_chars: int = 500
     batch_size: int = 20_000
 

@@ -110,6 +110,9 @@ def train_text(
     predict_start = time.perf_counter()
     validation, _ = _report(model, parts["validation"], majority)
     predict_s = time.perf_counter() - predict_start
+    if options.refit:  # the choices are made; validation's titles now also teach the model (test stays unseen)
+        seen = pd.concat([parts["train"], parts["validation"]])
+        model.fit(seen["name"].tolist(), seen["label_index"].to_numpy())
     run_id = run_id or new_run_id("text", runs_dir)
     metrics = {
         "run_id": run_id,
@@ -125,7 +128,7 @@ def train_text(
             "train_titles_per_s": round(len(parts["train"]) / max(fit_s, 1e-9), 1),
             "predict_titles_per_s": round(len(parts["validation"]) / max(predict_s, 1e-9), 1),
         },
-        "validation": {k: v for k, v in validation.items() if k != "sanity"},
+        "validation": {k: v for k, v in validation.items() if k != "sanity"},  # before the refit
         "sanity": validation["sanity"],
     }
     with run_folder(runs_dir, run_id, None) as folder:
