@@ -25,7 +25,7 @@ import pandas as pd
 from data.core.config import Config
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.io import atomic_write_bytes, atomic_write_with, write_json
-from train.errors import DataSetError
+from train.errors import DataSetError, ModelNotUseful
 from train.gate import sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.options import TrainOptions
@@ -98,6 +98,8 @@ def train_text(
     frame, left_out = load_titles(catalogue, options)
     check_trainable(frame, train.split)
     frame["split"] = split_titles(frame, train).to_numpy()
+    if not frame["split"].eq("validation").any():
+        raise DataSetError("no title landed in the validation split (too few distinct titles): add titles")
     classes = tuple(sorted(frame["label"].unique()))
     frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(classes)})
     parts = {s: frame[frame["split"] == s] for s in SPLITS}
@@ -143,8 +145,12 @@ def train_text(
         model.save(folder.work)
         metrics["seconds"] = round(time.perf_counter() - started, 2)
         write_json(folder.work / RUN_FILES["metrics"], metrics)
-    if metrics["sanity"]["passed"] or not train.strict:
-        atomic_write_bytes(runs_dir / LATEST_TEXT, (run_id + "\n").encode("utf-8"))
+    if train.strict and not metrics["sanity"]["passed"]:
+        raise ModelNotUseful(
+            f"train.strict: the text model of {folder.final} does not clearly beat the majority-class baseline "
+            f"({'; '.join(metrics['sanity']['findings'])}); the run is kept, {runs_dir / LATEST_TEXT} was not moved"
+        )
+    atomic_write_bytes(runs_dir / LATEST_TEXT, (run_id + "\n").encode("utf-8"))
     return TrainResult(folder.final, metrics)
 
 
