@@ -54,7 +54,11 @@ def _titles(cfg: Any) -> Any:
     from train.fusion import FusionOptions
 
     fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
-    titles = TitleModel.load(cfg.path(RUNS), fusion.text_run, fusion.run)
+    try:
+        runs = cfg.path(RUNS)
+    except ConfigError:  # a configuration without runs: photos only
+        return None
+    titles = TitleModel.load(runs, fusion.text_run, fusion.run)
     if titles is not None:
         print(f"serve: titles answered by {titles.text_run} (photo weight {titles.image_weight} beside a title)")
     return titles
