@@ -2,7 +2,8 @@
 
     curl -F title='Samsung 55 inch 4K LED TV' localhost:8501/predict                       # the title model
     curl -F title='Running shoes' -F files=@shoe.jpg localhost:8501/predict                 # title and photo fused
-    curl -H 'Content-Type: application/json' -d '{"title": "Running shoes", "image": {"b64": "..."}}' localhost:8501/predict
+    curl -H 'Content-Type: application/json' -d '{"title": "Running shoes", "image": {"b64": "..."}}' \\
+        localhost:8501/predict
     curl -d '{"instances": [{"title": "Running shoes"}, {"title": "...", "image_bytes": {"b64": "..."}}]}' \\
         localhost:8501/v1/models/product_categorizer:predict
 
@@ -16,9 +17,10 @@ typed 4xx: ``empty_title``, ``title_too_long`` (over ``serve.max_title_bytes``),
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from aiohttp import web
@@ -42,7 +44,7 @@ class TitleModel:
     fusion_run: str | None = None
 
     @classmethod
-    def load(cls, runs_dir: Path, text_ref: str, fusion_ref: str) -> "TitleModel | None":
+    def load(cls, runs_dir: Path, text_ref: str, fusion_ref: str) -> TitleModel | None:
         """The text run ``text_ref`` and the weight of ``fusion_ref``; None (logged) when there is no text run."""
         from data.core.errors import InputError
         from train.fusion import read_fusion
@@ -146,9 +148,7 @@ def _row(result: Any, k: int, name: str | None) -> dict[str, Any]:
     return {"file": name, "source": source, **who, "top": top}
 
 
-async def predict_form(
-    request: web.Request, files: list[tuple[str | None, bytes]], k: int
-) -> web.Response:
+async def predict_form(request: web.Request, files: list[tuple[str | None, bytes]], k: int) -> web.Response:
     """``POST /predict`` multipart with a ``title`` field (and any files): one row per file, or the title's."""
     service, titles = request.app[SERVICE], _titles(request)
     fields = [data for name, data in files if name == TITLE_FIELD]
@@ -171,7 +171,9 @@ async def predict_json(request: web.Request, k: int) -> web.Response:
     service, doc = request.app[SERVICE], await json_body(request)
     unknown = set(doc) - {TITLE_FIELD, "image"}
     if unknown or not doc:
-        raise ApiError(400, "invalid_request", f'send {{"title": "...", "image": {{"b64": "..."}}}}; unknown: {sorted(unknown)}')
+        raise ApiError(
+            400, "invalid_request", f'send {{"title": "...", "image": {{"b64": "..."}}}}; unknown: {sorted(unknown)}'
+        )
     title = parse_title(doc[TITLE_FIELD]) if TITLE_FIELD in doc else None
     images = [_bytes(doc["image"], "image")] if "image" in doc else []
     titles = _titles(request) if title is not None else None
@@ -212,7 +214,9 @@ async def predict_instances(request: web.Request, doc: dict[str, Any]) -> web.Re
             raise ApiError(400, "invalid_request", f"instances[{i}]: expected title and/or {BYTES_INPUT}")
         title = parse_title(item[TITLE_FIELD]) if TITLE_FIELD in item else None
         images = [_bytes(item[BYTES_INPUT], f"instances[{i}].{BYTES_INPUT}")] if BYTES_INPUT in item else []
-        result = (await (answer(service, titles, title, images) if title is not None else answer_images(service, images)))[0]
+        result = (
+            await (answer(service, titles, title, images) if title is not None else answer_images(service, images))
+        )[0]
         if isinstance(result, ImageRejected):
             raise ApiError(result.status, result.code, f"instances[{i}]: {result.message}")
         probs, source, who, classes = result

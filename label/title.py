@@ -116,7 +116,9 @@ def with_titles(table: pd.DataFrame, catalogue: Path | None, config: Config | No
         return table, {**info, "note": "no catalogue with titles" if check.enabled else "label_title.enabled = false"}
     keys = set(table["key"])
     opinions = title_opinions(catalogue, text, check.folds, check.threshold)
-    log.info("title opinions: %d catalogue rows, %d of the images' keys", len(opinions), opinions["key"].isin(keys).sum())
+    log.info(
+        "title opinions: %d catalogue rows, %d of the images' keys", len(opinions), opinions["key"].isin(keys).sum()
+    )
     return add_title_opinions(table, opinions)
 
 

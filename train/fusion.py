@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,12 @@ def _probabilities(rows: pd.DataFrame, image_run: Path, text_run: Path, images_d
 
 
 def train_fusion(
-    runs_dir: Path, catalogue: Path, images_dir: Path, options: FusionOptions, *, run_id: str | None = None,
+    runs_dir: Path,
+    catalogue: Path,
+    images_dir: Path,
+    options: FusionOptions,
+    *,
+    run_id: str | None = None,
     config: Config | None = None,
 ) -> TrainResult:
     """Choose the fusion weight of two runs on validation and save it as a fusion run."""
@@ -125,7 +131,9 @@ def train_fusion(
 
     image_run, text_run = resolve_run(runs_dir, options.image_run), resolve_run(runs_dir, options.text_run)
     if not is_text_run(text_run) or is_text_run(image_run):
-        raise InputError(f"fusion.text_run must name a text run and fusion.image_run a photo run ({text_run}, {image_run})")
+        raise InputError(
+            f"fusion.text_run must name a text run and fusion.image_run a photo run ({text_run}, {image_run})"
+        )
     rows = paired_rows(image_run, text_run, catalogue)
     if not rows["split"].eq("validation").any():
         raise DataSetError(f"no validation row of {image_run.name} has a title the text run did not train on")
@@ -166,8 +174,12 @@ def read_fusion(run_dir: Path) -> dict[str, Any]:
 def summary_lines(result: TrainResult) -> list[str]:
     """What ``make train`` prints for a fusion run."""
     m = result.metrics
-    lines = [f"run: {result.run_dir}  (fusion of {m['image_run']} and {m['text_run']}, photo weight {m['image_weight']})"]
+    lines = [
+        f"run: {result.run_dir}  (fusion of {m['image_run']} and {m['text_run']}, photo weight {m['image_weight']})"
+    ]
     for split in ("validation", "test"):
         for name, s in m.get(split, {}).items():
-            lines.append(f"{split} {name:>6}: accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ({s['samples']} rows)")
+            lines.append(
+                f"{split} {name:>6}: accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ({s['samples']} rows)"
+            )
     return lines

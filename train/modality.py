@@ -14,7 +14,9 @@ def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> in
         from train.fusion import FusionOptions, summary_lines, train_fusion
 
         fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
-        result = train_fusion(cfg.path(RUNS), cfg.path(CATALOGUE.path_key), cfg.path(IMAGES), fusion, run_id=run_id, config=cfg)
+        result = train_fusion(
+            cfg.path(RUNS), cfg.path(CATALOGUE.path_key), cfg.path(IMAGES), fusion, run_id=run_id, config=cfg
+        )
         print("\n".join(summary_lines(result)))
         return 0
     from train.text import TextOptions
@@ -23,10 +25,12 @@ def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> in
     text = options_from_section(TextOptions, cfg.section("text"), "text")
     result = train_text(cfg.path(CATALOGUE.path_key), cfg.path(RUNS), options, text, run_id=run_id, config=cfg)
     m, v = result.metrics, result.metrics["validation"]
-    print(f"run: {result.run_dir}  (titles: {m['data']['rows']} rows {m['data']['splits']}, left out {m['data']['left_out']})")
+    data = m["data"]
+    print(f"run: {result.run_dir}  (titles: {data['rows']} rows {data['splits']}, left out {data['left_out']})")
     print(
         f"validation: accuracy {v['accuracy']:.3f}  top-3 {v['top3_accuracy']:.3f}  macro-F1 {v['macro_f1']:.3f}  "
-        f"({m['speed']['train_titles_per_s']:.0f} titles/s training, {m['speed']['predict_titles_per_s']:.0f} predicting)"
+        f"({m['speed']['train_titles_per_s']:.0f} titles/s training, "
+        f"{m['speed']['predict_titles_per_s']:.0f} predicting)"
     )
     print("\n".join(describe(m["sanity"], "validation")))
     print(f"next: make evaluate ARGS='--run {LATEST_TEXT}'")

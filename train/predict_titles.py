@@ -12,8 +12,9 @@ a usable title nor a readable photo keeps its place in the CSV with the reason i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,9 @@ def _models(cfg: Config, image_ref: str, need_image: bool, need_text: bool, need
             run = resolve_run(runs, fusion_ref)
             out["weight"], out["fusion"] = float(read_fusion(run)["image_weight"]), run.name
         except (RunNotFound, InputError):
-            log.warning("no fusion run (%s): title and photo weigh the same (train one: train.modality=both)", fusion_ref)
+            log.warning(
+                "no fusion run (%s): title and photo weigh the same (train one: train.modality=both)", fusion_ref
+            )
     return out
 
 
@@ -86,7 +89,8 @@ def classify_rows(rows: pd.DataFrame, models: dict[str, Any], k: int, batch_size
     """One output row per input row (``name``, ``image``): top-k, the model that answered, or why skipped."""
     from train.fusion import align, fuse
 
-    image, text = models.get("image"), models.get("text")
+    image: Any = models.get("image")
+    text: Any = models.get("text")
     classes = image.classes if image is not None else text.classes
     has_image = rows["image"].ne("").to_numpy()
     bad = screen_files([Path(p) for p in rows.loc[has_image, "image"]]) if has_image.any() else {}
@@ -139,7 +143,9 @@ def predict_titles(cfg: Config, options: Any, inputs: Sequence[str], out: Path |
     atomic_write_with(target, lambda p: frame.to_csv(p, index=False))
     for row in frame.head(10).itertuples(index=False):
         shown = (row.name or row.path)[:60]
-        print(f"  {shown}: {row.class_1} ({row.prob_1:.2f}) by {row.model}" if not row.skipped else f"  {shown}: skipped")
+        print(
+            f"  {shown}: {row.class_1} ({row.prob_1:.2f}) by {row.model}" if not row.skipped else f"  {shown}: skipped"
+        )
     counts = frame["model"].str.split(":").str[0].replace("", "skipped").value_counts().to_dict()
     print(f"predict: {len(frame)} rows {counts}; wrote {target}")
     return 0

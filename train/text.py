@@ -13,9 +13,10 @@ from __future__ import annotations
 import pickle
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def _features(options: TextOptions) -> Any:
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
     common = {"n_features": 2**options.hash_bits, "alternate_sign": False, "norm": None, "dtype": np.float32}
-    word = HashingVectorizer(analyzer="word", ngram_range=(1, options.word_max_n), token_pattern=r"(?u)\b\w+\b", **common)
+    word = HashingVectorizer(
+        analyzer="word", ngram_range=(1, options.word_max_n), token_pattern=r"(?u)\b\w+\b", **common
+    )
     char = HashingVectorizer(analyzer="char_wb", ngram_range=(options.char_min_n, options.char_max_n), **common)
     return FeatureUnion(
         [
@@ -118,7 +121,7 @@ class TextModel:
     def _clean(self, titles: Sequence[Any]) -> list[str]:
         return [normalise_title(t, self.options.max_title_chars) for t in titles]
 
-    def fit(self, titles: Sequence[str], y: np.ndarray) -> "TextModel":
+    def fit(self, titles: Sequence[str], y: np.ndarray) -> TextModel:
         """Fit features and classifier on training titles with class indices ``y``."""
         x = self.features.fit_transform(self._clean(titles))
         self.classifier.fit(x, np.asarray(y, np.int64))
@@ -162,7 +165,7 @@ class TextModel:
         return target
 
     @classmethod
-    def load(cls, run_dir: Path) -> "TextModel":
+    def load(cls, run_dir: Path) -> TextModel:
         """The model a text run saved.
 
         Raises:
@@ -173,7 +176,7 @@ class TextModel:
             raise InputError(f"{run_dir} has no {MODEL_FILE}: is it a text run? (train one with `make train-text`)")
         try:
             # A pickle is code: only files our own `make train-text` wrote into a run folder are read here.
-            doc = pickle.loads(path.read_bytes())  # noqa: S301
+            doc = pickle.loads(path.read_bytes())
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
             raise InputError(f"{path} cannot be read ({exc}): train the text run again") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:

@@ -34,7 +34,7 @@ def titles(tmp_path_factory) -> TitleModel:
 def _serve(exported, titles):
     apps = []
 
-    def factory():  # noqa: ANN202
+    def factory():
         options = ServeOptions(model_name=MODEL, poll_interval=0.1, max_body_bytes=3_000_000)
         apps.append(build_app(exported.version_dir.parent, options, titles))
         return apps[-1]

@@ -42,7 +42,9 @@ def runs(tmp_path_factory) -> Runs:
     keys = [*stored["key"], *[f"t{i}" for i in range(len(titles) - len(stored))]]
     rest = [t for c in CLASSES for t in by_label[c]]
     rest_labels = [c for c in CLASSES for _ in by_label[c]]
-    catalogue = write_catalogue(root / "processed" / "catalogue.parquet", [*names, *rest], [*stored["label"], *rest_labels])
+    catalogue = write_catalogue(
+        root / "processed" / "catalogue.parquet", [*names, *rest], [*stored["label"], *rest_labels]
+    )
     frame = pd.read_parquet(catalogue).assign(key=keys)
     frame.to_parquet(catalogue, index=False)
     train_text(catalogue, root / "runs", TrainOptions(), TextOptions(hash_bits=14))

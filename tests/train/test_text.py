@@ -133,7 +133,8 @@ def test_fusion_is_never_worse_than_the_better_source_on_a_planted_case():
         assert scores["fusion"]["accuracy"] >= best + 0.05  # each source fixes the other's blind half
     # one useless source: the weight goes to the other, and the fusion is not dragged down
     useless = np.full_like(iv, 0.25)
-    assert compare(yv, iv, useless, choose_weight(yv, iv, useless), classes)["fusion"]["accuracy"] >= (
-        compare(yv, iv, useless, 1.0, classes)["image"]["accuracy"]
+    assert (
+        compare(yv, iv, useless, choose_weight(yv, iv, useless), classes)["fusion"]["accuracy"]
+        >= (compare(yv, iv, useless, 1.0, classes)["image"]["accuracy"])
     )
     assert np.allclose(fuse(iv, tv, 1.0), iv / iv.sum(axis=1, keepdims=True), atol=1e-5)
