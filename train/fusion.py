@@ -3,8 +3,9 @@
     python -m train.train --set train.modality=both [--set fusion.image_run=latest fusion.text_run=latest-text]
 
 Fused probabilities are a weighted geometric mean, ``p ~ p_image**w * p_text**(1 - w)``, renormalised; ``w``
-runs over a grid from 0 (title alone) to 1 (photo alone) and the one with the best validation accuracy (then
-the lowest log-loss) is kept, so on validation the fusion is never below the better source. Rows are the
+runs over a grid from 0 (title alone) to 1 (photo alone) and the one with the best validation accuracy is kept
+(a mix only when it beats both sources; then the lowest log-loss), so on validation the fusion is never below
+the better source. Rows are the
 photo run's validation and test rows whose product has a title in ``{catalogue}``, less those whose title
 the text run trained on (that would flatter the title). Writes ``{runs}/<id>-fusion/`` (``fusion.json``,
 ``metrics.json`` with what each source and the fusion score on validation and test, ``classes.json``,
@@ -72,14 +73,15 @@ def _score(y: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 
 
 def choose_weight(y: np.ndarray, image: np.ndarray, text: np.ndarray) -> float:
-    """The grid weight with the best accuracy on ``y`` (then the lowest log-loss; then the lower weight)."""
-    best: tuple[float, float, float] | None = None
+    """The grid weight with the best accuracy on ``y``; a mix only when it is more accurate than both sources
+    alone (a tie goes to the single source: fewer choices fitted to one split), then the lowest log-loss."""
+    best: tuple[float, bool, float, float] | None = None
     for w in WEIGHTS:
         accuracy, loss = _score(y, fuse(image, text, w))
-        key = (-accuracy, loss, w)
+        key = (-accuracy, 0.0 < w < 1.0, loss, w)
         if best is None or key < best:
             best = key
-    return float(best[2]) if best else 0.5
+    return float(best[3]) if best else 0.5
 
 
 def compare(y: np.ndarray, image: np.ndarray, text: np.ndarray, weight: float, classes: Sequence[str]) -> dict:
