@@ -74,7 +74,7 @@ train-text: install ## train a title classifier on the catalogue's names (train.
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)
 
-predict: install ## classify images with a run's model: make predict FILES="photo.jpg folder/" [ARGS=--run ID]
+predict: install ## classify images (and titles: a CSV with name[,path]) with a run's model: make predict FILES="photo.jpg folder/ titles.csv" [ARGS=--run ID]
 	$(PY) -m train.predict $(CFG) $(ARGS) $(FILES)
 
 label: install ## find mislabelled, duplicate and junk images with a run's model; writes a review page

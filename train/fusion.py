@@ -30,7 +30,7 @@ from data.core.errors import InputError
 from data.core.io import atomic_write_bytes, write_json
 from train.errors import DataSetError
 from train.metrics import classification_report
-from train.runs import TrainResult, new_run_id, resolve_run, run_folder
+from train.runs import TrainResult, new_run_id, resolve_run, run_folder, run_images_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def train_fusion(
     rows = paired_rows(image_run, text_run, catalogue)
     if not rows["split"].eq("validation").any():
         raise DataSetError(f"no validation row of {image_run.name} has a title the text run did not train on")
-    classes, image, text = _probabilities(rows, image_run, text_run, images_dir)
+    classes, image, text = _probabilities(rows, image_run, text_run, run_images_dir(image_run, images_dir))
     index = {c: i for i, c in enumerate(classes)}
     y = rows["label"].map(index).to_numpy(np.int64)
     val, test = rows["split"].eq("validation").to_numpy(), rows["split"].eq("test").to_numpy()
