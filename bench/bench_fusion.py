@@ -5,8 +5,9 @@ procedural ones (``develop/synthetic.py``), titles the demo's ``[SYNTHETIC DEMO]
 (``develop/demo.py``). A tiny photo model is trained from scratch and the title model on the training split;
 then, per setting, a seeded share of validation and test rows get noise in the photo, the title or both
 (independently): ``swapped``, another class's photo or title (a confident contradiction), or ``degraded``, a
-faded, blurred, grainy photo or the title without its class word (the source loses its information). The fusion weight is chosen on the noisy validation split; the table is the
-noisy test split, averaged over noise seeds, with how many seeds the fusion was at least the better source.
+faded, blurred, grainy photo or the title without its class word (the source loses its information). The
+fusion weight is chosen on the noisy validation split; the table is the noisy test split, averaged over noise
+seeds, with how many seeds the fusion was at least the better source.
 """
 
 from __future__ import annotations
