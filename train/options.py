@@ -30,6 +30,7 @@ AUTO_HEAD = {"transfer": "linear", "scratch": "original"}
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RECIPES = ("auto", "scratch", "transfer")
 AUGMENT = ("auto", "none", "light", "strong")  # auto: strong from scratch, light for transfer (train/pipeline.py)
+MODALITIES = ("image", "text", "both")  # text: train/text_run.py; both: train/fusion.py
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class TrainOptions:
     split_file: str = ""
     bad_images: str = "skip"
     strict: bool = False
+    modality: str = "image"
 
     def __post_init__(self) -> None:
         recipe = "scratch" if self.from_scratch else "transfer"
@@ -108,6 +110,7 @@ def check_options(options: TrainOptions) -> None:
         ("recipe", RECIPES),
         ("bad_images", BAD_IMAGE_POLICIES),
         ("augment", AUGMENT),
+        ("modality", MODALITIES),
     ):
         if getattr(options, key) not in choices:
             raise ConfigError(f"train.{key} = {getattr(options, key)!r}; choose one of {', '.join(choices)}")
