@@ -127,8 +127,14 @@ class Predictor:
         return [[(self.classes[i], float(row[i])) for i in idx] for row, idx in zip(probs, order)]
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Image files named by ``inputs``: files, folders (recursive, sorted) and ``@list.txt`` files.
+
+    A list holds one path per line, a file or a folder; blank lines and lines starting with ``#`` are skipped.
 
     Raises:
         InputError: an input does not exist, or nothing to classify was found.
@@ -140,12 +146,14 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
             if not listing.is_file():
                 raise InputError(f"list file {listing} does not exist")
             try:
-                lines = listing.read_text(encoding="utf-8").splitlines()
+                lines = listing.read_text(encoding="utf-8-sig").splitlines()
             except UnicodeDecodeError as exc:
                 raise InputError(f"list file {listing} is not UTF-8 text with one image path per line") from exc
-            files += [Path(line.strip()) for line in lines if line.strip()]
+            for line in (line.strip() for line in lines):  # blank lines and # comments are not paths
+                if line and not line.startswith("#"):
+                    files += _folder_images(Path(line)) if Path(line).is_dir() else [Path(line)]
         elif Path(item).is_dir():
-            files += sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += _folder_images(Path(item))
         elif Path(item).is_file():
             files.append(Path(item))
         else:
