@@ -123,10 +123,14 @@ def version(applied_root, tmp_path) -> tuple[Path, Path, str]:
     return root, root / "processed" / "v1" / "labels" / VERSION, applied_root[1]
 
 
-def test_apply_labels_applies_a_good_decisions_file(version, applied_root, tmp_path):
-    """The version the cases break is a good one: its decisions apply (so each refusal is the case's doing)."""
+@pytest.mark.parametrize("bom", [False, True], ids=["utf-8", "utf-8-with-bom"])
+def test_apply_labels_applies_a_good_decisions_file(version, applied_root, tmp_path, bom):
+    """The version the cases break is a good one: its decisions apply (so each refusal is the case's doing);
+    a byte-order mark, as some editors save, is read."""
     root, folder, key = version
     decided = _decide(tmp_path / "good.json", {key: {"action": "drop"}})
+    if bom:
+        decided.write_bytes(b"\xef\xbb\xbf" + decided.read_bytes())
     proc = run_stage("label.apply", "--set", f"paths.root={root}", "--decisions", decided)
     assert proc.returncode == 0, proc.stderr[-2000:]
     applied = pd.read_parquet(folder / "applied" / "manifest.parquet").set_index("key")
@@ -202,7 +206,33 @@ def _threshold_out_of_range(root, folder, key, d):
     return ["--set", "label.auto_threshold=1.5"], ["label.auto_threshold = 1.5"]
 
 
+def _same_key_twice(root, folder, key, d):
+    d.write_text(
+        f'{{"label_version": "{VERSION}", "decisions": {{"{key}": {{"action": "drop"}}, '
+        f'"{key}": {{"action": "keep"}}}}}}',
+        encoding="utf-8",
+    )
+    return ["--decisions", d], [d, "same key more than once", repr(key)]
+
+
+def _no_decisions(root, folder, key, d):
+    return ["--decisions", _decide(d, {})], [d, "holds no decisions"]
+
+
+def _only_keeps(root, folder, key, d):
+    return ["--decisions", _decide(d, {key: {"action": "keep"}})], [folder / "applied", "change no image"]
+
+
+def _deeply_nested(root, folder, key, d):
+    d.write_text('{"decisions": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    return ["--decisions", d], [d, "not valid JSON"]
+
+
 APPLY_CASES = {
+    "same-key-twice": _same_key_twice,
+    "no-decisions": _no_decisions,
+    "only-keeps-over-an-earlier-version": _only_keeps,
+    "deeply-nested": _deeply_nested,
     "decisions-not-json": _not_json,
     "decisions-not-an-object": _not_an_object,
     "unknown-key": _unknown_key,
