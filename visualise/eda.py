@@ -73,6 +73,11 @@ def _read_inputs(inputs: EdaInputs) -> tuple[dict[str, Any], pd.Series, pd.DataF
         )
     dropped = DROPPED.read(inputs.dropped, "make extract", ("reason",))["reason"]
     manifest = None
+    if inputs.manifest.exists() and not inputs.manifest.is_file():  # a folder is a mistake, not "no download"
+        raise InputError(
+            f"{inputs.manifest} is not a file: move it away and run make download-images, or point "
+            f"paths.images at the download's output"
+        )
     if inputs.manifest.is_file():
         manifest = MANIFEST.read(inputs.manifest, "make download-images", _MANIFEST_COLUMNS)
     else:

@@ -46,6 +46,12 @@ def _manifest_not_parquet(root: Path) -> tuple[list[object], list[object]]:
     return [], [manifest, "make download-images"]
 
 
+def _manifest_is_a_folder(root: Path) -> tuple[list[object], list[object]]:
+    manifest = _processed(root) / "images" / "manifest.parquet"
+    manifest.mkdir(parents=True)
+    return [], [manifest, "not a file"]
+
+
 def _out_is_a_file(root: Path) -> tuple[list[object], list[object]]:
     (root / "notes.txt").write_text("mine", encoding="utf-8")
     return ["--out", root / "notes.txt"], [root / "notes.txt", "not a report folder"]
@@ -73,6 +79,7 @@ EDA_CASES = {
     "catalogue-without-label": _catalogue_without("label"),
     "catalogue-without-main-category": _catalogue_without("main_category"),
     "manifest-not-parquet": _manifest_not_parquet,
+    "manifest-is-a-folder": _manifest_is_a_folder,
     "out-is-a-file": _out_is_a_file,
     "out-holds-other-files": _out_holds_other_files,
     "out-below-a-file": _out_below_a_file,
