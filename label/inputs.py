@@ -6,6 +6,7 @@ A label version is a folder ``{labels}/<version>/``; ``{labels}/latest`` names t
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -95,6 +96,22 @@ def run_splits(run_dir: Path) -> dict[str, str]:
         raise InputError(f"{path} is not a readable split.csv ({exc}); train the run again") from exc
     SPLIT.check(split.columns, path)
     return dict(zip(split["key"], split["split"]))
+
+
+def class_difference(run_dir: Path, labels: pd.Series) -> str:
+    """How the run's classes differ from the manifest's labels ("" when they are the same): its model was
+    trained on other categories, so its opinions about these images mean less."""
+    try:  # a classes.json that is no list is the model loader's to refuse
+        classes = json.loads((run_dir / RUN_FILES["classes"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    trained, listed = set(map(str, classes if isinstance(classes, list) else [])), set(labels.astype(str))
+    parts = [
+        f"{what}: {', '.join(sorted(names)[:10])}"
+        for what, names in (("only in the manifest", listed - trained), ("only in the run", trained - listed))
+        if names
+    ]
+    return "; ".join(parts)
 
 
 def new_version(run_dir: Path) -> str:

@@ -80,6 +80,18 @@ def test_label_refuses_and_changes_nothing(case, tiny_run, tmp_path):
     assert snapshot(root) == before
 
 
+def test_label_warns_when_the_run_knows_other_classes(tiny_run, tmp_path):
+    root = tiny_run.copy(tmp_path / "root")
+    run_dir = root / "runs" / (root / "runs" / "latest").read_text().strip()
+    classes = json.loads((run_dir / "classes.json").read_text())
+    (run_dir / "classes.json").write_text(json.dumps([*classes[:-1], "Martian"]), encoding="utf-8")
+    proc = run_stage("label", "--set", f"paths.root={root}", "--set", "label.workers=1", "--version", "v9")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    warning = next((line for line in proc.stderr.splitlines() if "other classes" in line), "")
+    assert "WARNING" in warning and "only in the run: Martian" in warning, proc.stderr[-2000:]
+    assert f"only in the manifest: {classes[-1]}" in warning
+
+
 def _label_version(root: Path) -> Path:
     """A label version as make label writes it (issues.parquet, summary.json, latest), one issue per class."""
     frame = pd.read_parquet(_manifest(root)).query("status == 'ok'").reset_index(drop=True)
