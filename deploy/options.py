@@ -42,6 +42,7 @@ class ServeOptions:
     max_queue: int = 256
     workers: int = 1
     request_timeout: float = 10.0
+    header_timeout: float = 10.0
     max_body_bytes: int = 10_000_000
     max_pixels: int = 40_000_000
     max_files: int = 16
@@ -87,7 +88,7 @@ def serve_options(cfg: "Config") -> ServeOptions:
             raise ConfigError(f"serve.{key} must be at least 1")
     if options.batch_timeout < 0:
         raise ConfigError("serve.batch_timeout must not be negative (0: no waiting for more requests)")
-    for key in ("request_timeout", "poll_interval"):
+    for key in ("request_timeout", "header_timeout", "poll_interval"):
         if getattr(options, key) <= 0:
             raise ConfigError(f"serve.{key} must be a positive number of seconds")
     if not 0 <= options.port <= 65535:
