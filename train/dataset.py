@@ -163,6 +163,8 @@ class ImageDataSet:
         dropped = dict(self.summary.get("dropped", {}))
         dropped["missing_file"] = counts.get("missing file", 0)
         dropped["undecodable"] = counts.get("undecodable", 0)
+        if counts.get("too_many_pixels"):
+            dropped["too_many_pixels"] = counts["too_many_pixels"]
         frame = self.frame.drop(index=list(bad))
         summary = {**self.summary, "dropped": dropped, "screen_seconds": seconds}
         screened = self._from_frame(frame, self.images_dir, self.classes, summary)

@@ -13,3 +13,7 @@ class ModelNotUseful(StageError):
     """``strict = true`` and the model does not clearly beat a constant (majority-class) predictor."""
 
     exit_code = 3
+
+
+class TrainingDiverged(StageError):
+    """The loss became NaN or infinite: training stopped there, and no run was saved (``latest`` stays)."""

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import shlex
 import tomllib
@@ -226,6 +227,8 @@ def _check_value(where: str, value: Any, kind: Any) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} = {shown(value)}: expected a number")
+        if not math.isfinite(value):  # TOML reads nan and inf: no setting here means either
+            raise ConfigError(f"{where} = {shown(value)}: expected a finite number")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
@@ -256,7 +259,7 @@ def options_from_section(cls: type[T], section: dict[str, Any], name: str, *, ig
     unknown = sorted(set(section) - set(known) - set(ignore))
     if unknown:
         raise ConfigError(
-            f"[{name}] has unknown key(s) {', '.join(shown(k, 40) for k in unknown)}; known: {', '.join(known)}"
+            f"[{name}] has unknown key(s) {', '.join(k if len(k) <= 40 else shown(k, 40) for k in unknown)}; known: {', '.join(known)}"
         )
     values = {key: _check_value(f"{name}.{key}", section[key], hints[key]) for key in known if key in section}
     return cls(**values)
