@@ -143,6 +143,8 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in map(str, inputs):
         if item.startswith("@"):
             listing = Path(item[1:])
+            if not item[1:]:
+                raise InputError("an @list needs the name of its file: @photos.txt (one image or folder per line)")
             if not listing.is_file():
                 raise InputError(f"list file {listing} does not exist")
             try:
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
             raise InputError(f"none of the {len(skipped)} files could be read as an image ({named}{more})")
         predictor = Predictor.load(run_dir)
-        probs = predictor.predict_files(files, options.batch_size)
+        probs = predictor.predict_files(files, min(options.batch_size, len(files)))  # a batch of 10**9 pads
         frame = predictions_frame(predictor, files, probs, options.top_k).assign(skipped="")
         unread = pd.DataFrame({"path": [str(path) for path, _ in skipped], "skipped": [why for _, why in skipped]})
         frame = pd.concat([frame, unread], ignore_index=True)  # a file it could not read: its row, with the reason
