@@ -45,6 +45,8 @@ def read_decisions(path: Path) -> dict[str, Any]:
     """
     if path.is_dir():
         raise InputError(f"decisions file {path} is a folder: give the decisions.json saved from review.html")
+    if path.exists() and not path.is_file():
+        raise InputError(f"decisions file {path} is not a regular file: give the decisions.json saved from review.html")
     if not path.is_file():
         raise InputError(f"decisions file {path} does not exist (save it from review.html: 'save decisions')")
     repeated: list[str] = []

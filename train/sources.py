@@ -43,6 +43,17 @@ def manifest_rows(manifest: Path, images_dir: Path) -> tuple[pd.DataFrame, dict[
     ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
     dropped["not_ok"] = int((~ok).sum())
     frame = rows[ok].copy()
+    root = Path(images_dir).resolve()
+    outside = frame["path"].map(lambda p: root not in (images_dir / p).resolve().parents).astype(bool)
+    if outside.any():  # a manifest path like ../../etc/passwd: never read
+        dropped["outside_images_folder"] = int(outside.sum())
+        log.warning(
+            "left out %d manifest rows whose path leaves %s: %s",
+            outside.sum(),
+            images_dir,
+            ", ".join(frame.loc[outside, "path"].astype(str).head(NAMED_IN_LOG)),
+        )
+        frame = frame[~outside]
     exists = frame["path"].map(lambda p: (images_dir / p).is_file())
     dropped["missing_file"] = int((~exists).sum())
     absent = [str(images_dir / p) for p in frame.loc[~exists, "path"]]  # named by ImageDataSet.screened
