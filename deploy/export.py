@@ -133,7 +133,8 @@ def _build(predictor: "Predictor", work: Path, files: list[Path], labels: np.nda
 
     write_saved_model(predictor.model, predictor.classes, work)
     lite = _lite_models(predictor, work, options.tflite)
-    keras_probs, lite_probs, diffs, pixels = _measure(predictor, work, files, lite, options.batch_size)
+    batch = min(options.batch_size, len(files))  # a batch is never larger than the split (10**8 padded memory)
+    keras_probs, lite_probs, diffs, pixels = _measure(predictor, work, files, lite, batch)
     for key, value in diffs.items():
         if value > options.parity_tolerance:
             raise ExportError(

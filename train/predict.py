@@ -98,7 +98,8 @@ class Predictor:
     def _dataset(self, files: Sequence[Path], batch_size: int) -> Any:
         from train.pipeline import image_dataset
 
-        return image_dataset([str(f) for f in files], None, len(self.classes), self.image_size, batch_size)
+        batch = max(1, min(batch_size, len(files)))  # never larger than the files: a huge one allocates its size
+        return image_dataset([str(f) for f in files], None, len(self.classes), self.image_size, batch)
 
     def predict_files(self, files: Sequence[Path], batch_size: int = 64) -> np.ndarray:
         """Probabilities, one row per file (decoded, centre-cropped and resized as in training)."""
