@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from data.core.config import options_from_section
+from data.core.config import options_from_section, shown
 from data.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from data.core.config import Config
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a folder name (at most 100 characters)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ class ServeOptions:
 def check_model_name(name: str, key: str) -> str:
     """``name`` when it can be a folder name under ``{exports}`` (TF Serving's ``--model_name``)."""
     if not _MODEL_NAME.fullmatch(name):
-        raise ConfigError(f"{key} = {name!r}: use letters, digits, '_', '.' or '-' (a folder name under exports)")
+        raise ConfigError(
+            f"{key} = {shown(name)}: use letters, digits, '_', '.' or '-', at most 100 (a folder name under exports)"
+        )
     return name
 
 
@@ -73,6 +75,8 @@ def export_options(cfg: "Config") -> ExportOptions:
             raise ConfigError(f"export.{key} must be at least 1")
     if options.parity_tolerance < 0:
         raise ConfigError("export.parity_tolerance must not be negative")
+    if not 0 <= options.max_accuracy_drop <= 1:
+        raise ConfigError(f"export.max_accuracy_drop = {options.max_accuracy_drop}: expected 0 to 1 (a fraction)")
     return options
 
 

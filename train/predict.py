@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -73,7 +74,10 @@ class Predictor:
         model_file, classes_file = check_run(run_dir)
         import keras  # only once the run is known to hold a model: a wrong --run answers at once
 
-        model = keras.models.load_model(model_file, compile=False)
+        try:
+            model = keras.models.load_model(model_file, compile=False)
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:  # a cut or foreign file: the user's to fix
+            raise InputError(f"{model_file} cannot be loaded ({str(exc)[:160]}): train the run again") from exc
         classes = tuple(json.loads(classes_file.read_text(encoding="utf-8")))
         return cls(run_dir, model, classes)
 

@@ -54,6 +54,26 @@ def _foreign_folder_above(root: Path) -> tuple[list[object], list[object]]:
     return ["--force"], [model_dir / "10", "is in the way"]
 
 
+def _model_file_corrupt(root: Path) -> tuple[list[object], list[object]]:
+    model = root / "runs" / (root / "runs" / "latest").read_text().strip() / "model.keras"
+    model.write_bytes(b"PK\x03\x04 cut short")
+    return [], [model, "cannot be loaded"]
+
+
+def _classes_disagree_with_split(root: Path) -> tuple[list[object], list[object]]:
+    classes = root / "runs" / (root / "runs" / "latest").read_text().strip() / "classes.json"
+    classes.write_text('["a", "b"]', encoding="utf-8")
+    return [], [classes, "does not list"]
+
+
+def _model_name_too_long(root: Path) -> tuple[list[object], list[object]]:
+    return ["--set", f"export.model_name={'m' * 300}"], ["export.model_name", "at most 100"]
+
+
+def _accuracy_drop_negative(root: Path) -> tuple[list[object], list[object]]:
+    return ["--set", "export.max_accuracy_drop=-1"], ["export.max_accuracy_drop"]
+
+
 def _images_elsewhere(root: Path) -> tuple[list[object], list[object]]:
     return ["--set", f"paths.images={root / 'moved'}"], [root / "moved", "are missing"]
 
@@ -76,6 +96,10 @@ EXPORT_CASES = {
     "run-without-model": _run_without_model,
     "next-version-in-the-way": _next_version_in_the_way,
     "foreign-folder-above": _foreign_folder_above,
+    "model-file-corrupt": _model_file_corrupt,
+    "classes-disagree-with-split": _classes_disagree_with_split,
+    "model-name-too-long": _model_name_too_long,
+    "accuracy-drop-negative": _accuracy_drop_negative,
     "images-missing": _images_elsewhere,
     "unknown-tflite-variant": _unknown_tflite_variant,
     "model-name-outside": _model_name_outside,

@@ -92,6 +92,23 @@ def test_label_warns_when_the_run_knows_other_classes(tiny_run, tmp_path):
     assert f"only in the manifest: {classes[-1]}" in warning
 
 
+def test_label_leaves_out_a_path_outside_the_images_and_a_bomb(tiny_run, tmp_path):
+    """A manifest path like ../../etc/hostname is never read; a 20000x20000 PNG is never decoded."""
+    from tests.core.test_bad_input_train import _bomb_png
+
+    root = tiny_run.copy(tmp_path / "root")
+    rows = pd.read_parquet(_manifest(root))
+    stored = rows.index[rows["status"] == "ok"]
+    rows.loc[stored[0], "path"] = "../../../../../../etc/hostname"
+    _bomb_png(_manifest(root).parent / rows.loc[stored[1], "path"])
+    rows.to_parquet(_manifest(root), index=False)
+    proc = run_stage("label", "--set", f"paths.root={root}", "--set", "label.workers=1", "--version", "v9")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    left = pd.read_csv(root / "processed" / "v1" / "labels" / "v9" / "left_out.csv").set_index("key")
+    assert left.at[rows.loc[stored[0], "key"], "reason"] == "outside_images_folder"
+    assert left.at[rows.loc[stored[1], "key"], "reason"] == "too_many_pixels"
+
+
 def _label_version(root: Path) -> Path:
     """A label version as make label writes it (issues.parquet, summary.json, latest), one issue per class."""
     frame = pd.read_parquet(_manifest(root)).query("status == 'ok'").reset_index(drop=True)

@@ -70,7 +70,12 @@ def _list_of_comments_only(root: Path, spare: Path) -> tuple[list[object], list[
     return [f"@{spare / 'list.txt'}"], [spare / "list.txt", "no image files found"]
 
 
+def _bare_at(root: Path, spare: Path) -> tuple[list[object], list[object]]:
+    return ["@"], ["@list", "@photos.txt"]
+
+
 CASES = {
+    "bare-at": _bare_at,
     "not-an-image": _not_an_image,
     "list-of-comments-only": _list_of_comments_only,
     "missing-file": _missing_file,
