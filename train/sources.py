@@ -114,7 +114,11 @@ def _scan(folder: Path, depth: int) -> tuple[list[Path], dict[str, list[Path]]]:
     placed: list[Path] = []
     left: dict[str, list[Path]] = {}
     for path in sorted(folder.rglob("*")):
-        reason = _left_out(path, len(path.relative_to(folder).parts), depth)
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts[:-1]):  # inside a hidden folder (.cache/, .git/): no class
+            reason: str | None = "" if path.is_dir() else "in_hidden_folder"
+        else:
+            reason = _left_out(path, len(parts), depth)
         if reason is None:
             placed.append(path)
         elif reason:

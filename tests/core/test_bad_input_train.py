@@ -76,6 +76,8 @@ def _hostile_folder(tmp_path: Path) -> Path:
     (first / "deeper").mkdir()
     (first / "deeper" / "old.jpg").write_bytes(next(first.glob("*.jpg")).read_bytes())
     (folder / "Empty_Class").mkdir()
+    (folder / ".cache").mkdir()  # a hidden folder is no class
+    (folder / ".cache" / "thumb.jpg").write_bytes(next(first.glob("*.jpg")).read_bytes())
     _bomb_png(first / "bomb.png")
     return folder
 
@@ -99,6 +101,7 @@ def test_a_folder_s_unusable_entries_are_counted_by_reason_and_named(tmp_path):
         ("symlink_loop", "loop.jpg"),
         ("nested_too_deep", "deeper/old.jpg"),
         ("empty_class_folder", "Empty_Class"),
+        ("in_hidden_folder", ".cache/thumb.jpg"),
     ]:
         line = next((line for line in log.splitlines() if f", {reason} (" in line), "")
         assert name in line, (reason, log[-3000:])
@@ -106,7 +109,8 @@ def test_a_folder_s_unusable_entries_are_counted_by_reason_and_named(tmp_path):
     assert "too many pixels" in bomb and "20000x20000" in bomb, log[-3000:]
     runs = tmp_path / "root" / "runs"
     metrics = (runs / (runs / "latest").read_text().strip() / "metrics.json").read_text()
-    for reason in ("unsupported_format", "broken_symlink", "symlink_loop", "nested_too_deep", "empty_class_folder"):
+    reasons = ("unsupported_format", "broken_symlink", "symlink_loop", "nested_too_deep", "empty_class_folder")
+    for reason in (*reasons, "in_hidden_folder"):
         assert f'"{reason}": 1' in metrics, reason
     assert '"too_many_pixels": 1' in metrics
 
