@@ -66,7 +66,7 @@ def sample_keys(stored: pd.DataFrame, per_class: int, seed: int) -> dict[str, li
 def _check_counts(report: dict[str, Any], path: Path) -> None:
     """The report's counts are whole numbers (a hand-edited ``NaN`` or text would fail inside the funnel)."""
     by_reason = report.get("dropped_by_reason", {})
-    counts = {k: report[k] for k in ("rows_read", "rows_kept") if k in report}
+    counts: dict[str, Any] = {k: report[k] for k in ("rows_read", "rows_kept") if k in report}
     counts.update(by_reason if isinstance(by_reason, dict) else {"dropped_by_reason": by_reason})
     bad = [f"{k} = {v!r}"[:60] for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)]
     if bad:

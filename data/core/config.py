@@ -258,8 +258,7 @@ def options_from_section(cls: type[T], section: dict[str, Any], name: str, *, ig
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(section) - set(known) - set(ignore))
     if unknown:
-        raise ConfigError(
-            f"[{name}] has unknown key(s) {', '.join(k if len(k) <= 40 else shown(k, 40) for k in unknown)}; known: {', '.join(known)}"
-        )
+        named = ", ".join(k if len(k) <= 40 else shown(k, 40) for k in unknown)
+        raise ConfigError(f"[{name}] has unknown key(s) {named}; known: {', '.join(known)}")
     values = {key: _check_value(f"{name}.{key}", section[key], hints[key]) for key in known if key in section}
     return cls(**values)
