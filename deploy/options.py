@@ -75,8 +75,6 @@ def export_options(cfg: "Config") -> ExportOptions:
             raise ConfigError(f"export.{key} must be at least 1")
     if options.parity_tolerance < 0:
         raise ConfigError("export.parity_tolerance must not be negative")
-    if not 0 <= options.max_accuracy_drop <= 1:
-        raise ConfigError(f"export.max_accuracy_drop = {options.max_accuracy_drop}: expected 0 to 1 (a fraction)")
     return options
 
 

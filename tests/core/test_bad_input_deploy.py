@@ -70,10 +70,6 @@ def _model_name_too_long(root: Path) -> tuple[list[object], list[object]]:
     return ["--set", f"export.model_name={'m' * 300}"], ["export.model_name", "at most 100"]
 
 
-def _accuracy_drop_negative(root: Path) -> tuple[list[object], list[object]]:
-    return ["--set", "export.max_accuracy_drop=-1"], ["export.max_accuracy_drop"]
-
-
 def _images_elsewhere(root: Path) -> tuple[list[object], list[object]]:
     return ["--set", f"paths.images={root / 'moved'}"], [root / "moved", "are missing"]
 
@@ -99,7 +95,6 @@ EXPORT_CASES = {
     "model-file-corrupt": _model_file_corrupt,
     "classes-disagree-with-split": _classes_disagree_with_split,
     "model-name-too-long": _model_name_too_long,
-    "accuracy-drop-negative": _accuracy_drop_negative,
     "images-missing": _images_elsewhere,
     "unknown-tflite-variant": _unknown_tflite_variant,
     "model-name-outside": _model_name_outside,
