@@ -50,6 +50,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         doc = json.loads(raw)
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[..." thousands deep: a client's mistake (or attack), not a 500
+        raise ApiError(400, "invalid_json", "the body is nested too deeply to be a request") from exc
     if not isinstance(doc, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object")
     return doc

@@ -159,7 +159,8 @@ def _build(
 
     write_saved_model(predictor.model, predictor.classes, work)
     lite = _lite_models(predictor, work, options, images_dir)
-    keras_probs, lite_probs, diffs, pixels = _measure(predictor, work, files, lite, options.batch_size)
+    batch = min(options.batch_size, len(files))  # a batch is never larger than the split (10**8 padded memory)
+    keras_probs, lite_probs, diffs, pixels = _measure(predictor, work, files, lite, batch)
     for key, value in diffs.items():
         if value > options.parity_tolerance:
             raise ExportError(
@@ -236,10 +237,16 @@ def export_run(
         same = None if force else _same_model(model_dir, existing, source, options_doc)
         if same is not None:
             return ExportResult(layout.version_dir(model_dir, existing[-1]), existing[-1], same, created=False)
+        stray = layout.strays(model_dir)
+        if stray:  # TF Serving would load the highest number: refuse rather than write below or beside one
+            raise InputError(
+                f"{stray[-1]} is in the way (a numbered folder that is no finished export, which TF Serving "
+                f"would try to load): move it elsewhere"
+            )
         version = existing[-1] + 1 if existing else 1
         target = layout.version_dir(model_dir, version)
         if target.exists():
-            raise InputError(f"{target} is in the way (a folder that is no finished export): move it elsewhere")
+            raise InputError(f"{target} is in the way (a file that is no finished export): move it elsewhere")
         work = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
         try:
             built = _build(predictor, work, files, labels, options, images_dir)

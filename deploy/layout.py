@@ -36,6 +36,16 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
+def strays(model_dir: Path) -> list[Path]:
+    """Folders named by a number that hold no finished export: TF Serving would try to load such a folder
+    (the highest number wins), so none may stand above or in the way of the next version."""
+    if not model_dir.is_dir():
+        return []
+    numbered = [c for c in model_dir.iterdir() if c.name.isascii() and c.name.isdigit() and c.is_dir()]
+    finished = [c for c in numbered if _VERSION.fullmatch(c.name) and (c / SAVED_MODEL).is_file()]
+    return sorted(set(numbered) - set(finished), key=lambda c: int(c.name))
+
+
 def version_dir(model_dir: Path, version: int) -> Path:
     """Where ``version`` lives (TF Serving reads the name as a number: no leading zeros are written)."""
     return model_dir / str(version)

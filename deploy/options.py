@@ -7,14 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from data.core.config import options_from_section
+from data.core.config import options_from_section, shown
 from data.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from data.core.config import Config
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a folder name (at most 100 characters)
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ServeOptions:
     max_queue: int = 256
     workers: int = 1
     request_timeout: float = 10.0
+    header_timeout: float = 10.0
     max_body_bytes: int = 10_000_000
     max_pixels: int = 40_000_000
     max_files: int = 16
@@ -55,7 +56,9 @@ class ServeOptions:
 def check_model_name(name: str, key: str) -> str:
     """``name`` when it can be a folder name under ``{exports}`` (TF Serving's ``--model_name``)."""
     if not _MODEL_NAME.fullmatch(name):
-        raise ConfigError(f"{key} = {name!r}: use letters, digits, '_', '.' or '-' (a folder name under exports)")
+        raise ConfigError(
+            f"{key} = {shown(name)}: use letters, digits, '_', '.' or '-', at most 100 (a folder name under exports)"
+        )
     return name
 
 
@@ -88,7 +91,7 @@ def serve_options(cfg: "Config") -> ServeOptions:
             raise ConfigError(f"serve.{key} must be at least 1")
     if options.batch_timeout < 0:
         raise ConfigError("serve.batch_timeout must not be negative (0: no waiting for more requests)")
-    for key in ("request_timeout", "poll_interval"):
+    for key in ("request_timeout", "header_timeout", "poll_interval"):
         if getattr(options, key) <= 0:
             raise ConfigError(f"serve.{key} must be a positive number of seconds")
     if not 0 <= options.port <= 65535:

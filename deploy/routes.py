@@ -17,10 +17,17 @@ RAW_TYPES = ("application/octet-stream",)
 
 
 def _top_k(request: web.Request, service: Service, classes: int) -> int:
-    text = request.query.get("k", str(service.options.top_k))
-    if not text.isdigit() or int(text) < 1:
-        raise ApiError(400, "invalid_request", f"k = {text!r}: expected a whole number from 1 to {classes}")
-    return min(int(text), classes)
+    """``?k=``: a whole number from 1 to the model's classes, else 400 (never clamped: the caller asked for
+    something this model cannot give). Without ``k``, ``serve.top_k`` capped at the classes."""
+    text = request.query.get("k")
+    if text is None:
+        return min(service.options.top_k, classes)
+    if not (text.isascii() and text.isdigit() and len(text) <= 6 and 1 <= int(text) <= classes):
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
+        raise ApiError(
+            400, "invalid_k", f"k = {shown!r}: expected a whole number from 1 to {classes} (this model's classes)"
+        )
+    return int(text)
 
 
 def _check_length(request: web.Request, limit: int) -> None:

@@ -27,8 +27,9 @@ def _cannot_listen(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port} ({why}): choose another --port / --host (SET=serve.port=...)"
 
 
-def check_listen(host: str, port: int) -> None:
-    """Bind every address of ``host``:``port`` once, as the server will, and let go.
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Bind every address of ``host``:``port`` now; the server listens on these very sockets, so the port
+    it announces is the one it has (``port = 0``: one the system chose, the same for every address).
 
     Raises:
         InputError: the port is taken, the address is not this machine's, or the host name does not resolve.
@@ -37,13 +38,22 @@ def check_listen(host: str, port: int) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         raise InputError(f"host {host!r} (--host, serve.host) does not resolve ({exc}): try 127.0.0.1") from exc
-    for family, kind, proto, _, address in infos:
-        with socket.socket(family, kind, proto) as sock:
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                raise InputError(_cannot_listen(host, port, exc)) from exc
+            if family == socket.AF_INET6:  # as asyncio does: the IPv4 address gets its own socket
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(bound) > 1:
+                address = (address[0], bound[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise InputError(_cannot_listen(host, port, exc)) from exc
+    return bound
 
 
 def _titles(cfg: Any) -> Any:
@@ -93,20 +103,24 @@ def main(argv: list[str] | None = None) -> int:
                 f"no exported version in {model_dir}: run `make export` first (or pass --wait to start "
                 "anyway and serve the first version that appears)"
             )
-        check_listen(options.host, options.port)  # before TensorFlow loads: a busy port answers at once
+        sockets = bind(options.host, options.port)  # before TensorFlow loads: a busy port answers at once
+        port = sockets[0].getsockname()[1]
         print(
             f"serve: {options.model_name} from {model_dir} (versions {found or 'none yet'}) on "
-            f"http://{options.host}:{options.port}/  TF Serving REST: /v1/models/{options.model_name}:predict; "
+            f"http://{options.host}:{port}/  TF Serving REST: /v1/models/{options.model_name}:predict; "
             f"upload page: /; metrics: /metrics; Ctrl-C stops",
             flush=True,
         )
         titles = _titles(cfg)
-        try:
-            web.run_app(
-                build_app(model_dir, options, titles), host=options.host, port=options.port, print=None, access_log=None
-            )
-        except OSError as exc:  # taken between the check and the bind
-            raise InputError(_cannot_listen(options.host, options.port, exc)) from exc
+        # keepalive_timeout also bounds a new connection's wait for its request headers (aiohttp >= 3.14 arms
+        # it at connect): a client that sends a request line and stalls (slowloris) is closed after it
+        web.run_app(
+            build_app(model_dir, options, titles),
+            sock=sockets,
+            print=None,
+            access_log=None,
+            keepalive_timeout=options.header_timeout,
+        )
         print("serve: stopped")
         return 0
 

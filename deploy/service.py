@@ -95,8 +95,16 @@ class Service:
         """Probabilities for each image, or why it was refused; all through the batcher.
 
         Raises:
-            ApiError: 503 when the queue has no room for the images.
+            ApiError: 413 when the request alone holds more images than the queue (it could never fit: retrying
+                cannot help, splitting it can); 503 when the queue has no room for them now.
         """
+        if len(images) > self.options.max_queue:
+            raise ApiError(
+                413,
+                "too_many_instances",
+                f"{len(images)} images in one request, over serve.max_queue = {self.options.max_queue}: send them "
+                f"in requests of at most {self.options.max_queue}",
+            )
         results: list[Any] = [None] * len(images)
         payloads, where = [], []
         for i, data in enumerate(images):

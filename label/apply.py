@@ -130,6 +130,11 @@ def apply_labels(
     chosen = choose(table, summary.get("classes", []), version_dir.name, decisions, options)
     rows = read_manifest(manifest)
     new, changes = new_version(rows, table, chosen, version_dir.name)
+    if changes.empty and out_dir.exists():  # a no-op must not replace a version that changed something
+        raise InputError(
+            f"the decisions change no image, and {out_dir} already holds a data version: nothing written, it "
+            f"stays (relabel or drop at least one image to replace it)"
+        )
     counts = {"decisions": len(chosen), "relabel": int((changes["action"] == "relabel").sum())}
     counts.update(drop=int((changes["action"] == "drop").sum()), manifest_rows=len(new))
     counts["images_kept"] = int(new["status"].eq("ok").sum())

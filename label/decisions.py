@@ -12,7 +12,7 @@ reported together, so one pass fixes them all; a file with any problem changes n
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,17 +45,39 @@ def read_decisions(path: Path) -> dict[str, Any]:
     """
     if path.is_dir():
         raise InputError(f"decisions file {path} is a folder: give the decisions.json saved from review.html")
+    if path.exists() and not path.is_file():
+        raise InputError(f"decisions file {path} is not a regular file: give the decisions.json saved from review.html")
     if not path.is_file():
         raise InputError(f"decisions file {path} does not exist (save it from review.html: 'save decisions')")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"decisions file {path} is not valid JSON: {exc}; nothing written") from exc
+    repeated: list[str] = []
+    try:  # utf-8-sig: a byte-order mark (as some editors save) is read, as extract reads such CSVs
+        doc = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_noting_repeats(repeated))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"decisions file {path} is not valid JSON: {str(exc)[:200]}; nothing written") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("decisions"), dict):
         raise InputError(
             f'decisions file {path} must be {{"decisions": {{"<key>": {{"action": ...}}}}}}; nothing written'
         )
+    if repeated:  # JSON keeps the last silently: a drop then a relabel of one image must be a choice, not luck
+        raise InputError(
+            f"decisions file {path} names the same key more than once: {_listed(sorted(set(repeated)))}; keep one "
+            f"decision per key, nothing written"
+        )
     return doc
+
+
+def _noting_repeats(repeated: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json`` object hook that keeps every object as a dict and notes each key given twice in one object."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                repeated.append(key)
+            seen[key] = value
+        return seen
+
+    return hook
 
 
 def _listed(values: list[str]) -> str:
@@ -98,6 +120,11 @@ def check_decisions(
         raise InputError(
             f"decisions file {source} cannot be applied to label version {version!r}, nothing written: {detail} "
             f"(labels known: {_listed(sorted(classes))})"
+        )
+    if not decisions:
+        raise InputError(
+            f"decisions file {source} holds no decisions: decide at least one image in review.html (or use "
+            f"SET=label.auto_threshold=0.9 without DECISIONS); nothing written, the earlier version stays"
         )
     return decisions
 

@@ -6,6 +6,7 @@ A label version is a folder ``{labels}/<version>/``; ``{labels}/latest`` names t
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 
 from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json
 from data.core.errors import InputError
+from train.screen import too_many_pixels
 
 LATEST = LATEST_LABELS
 UNSEEN = "unseen"  # the split of an image the run did not train, validate or test on
@@ -52,17 +54,27 @@ def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[
     Returns:
         A frame with key, path, label, sha256 ("" when unknown), orig_width, orig_height (0 when unknown)
         and split (``unseen`` for an image the run's ``split.csv`` does not list); and one row (key, path,
-        reason) per row marked stored whose file is missing (``missing_file``) or whose key came earlier
-        (``duplicate_key``). Rows the downloader did not store are its own report's business.
+        reason) per row marked stored whose file is missing (``missing_file``), lies outside ``images_dir``
+        (``outside_images_folder``), announces more pixels than download stores (``too_many_pixels``) or
+        whose key came earlier (``duplicate_key``). Rows the downloader did not store are its own report's business.
     """
     ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
     frame = rows[ok]
-    exists = frame["path"].map(lambda p: (images_dir / str(p)).is_file()).astype(bool)
-    duplicate = frame["key"].astype(str).duplicated(keep="first") & exists
+    root = images_dir.resolve()
+    outside = frame["path"].map(lambda p: root not in (images_dir / str(p)).resolve().parents).astype(bool)
+    exists = frame["path"].map(lambda p: (images_dir / str(p)).is_file()).astype(bool) & ~outside
+    # a bomb is refused by its header, before a decoder allocates it (the limit download and train apply)
+    huge = frame["path"].map(lambda p: bool(too_many_pixels(str(images_dir / str(p))))).astype(bool) & exists
+    duplicate = frame["key"].astype(str).duplicated(keep="first") & exists & ~huge
     left_out = pd.concat(
-        [frame[~exists].assign(reason="missing_file"), frame[duplicate].assign(reason="duplicate_key")]
+        [
+            frame[outside].assign(reason="outside_images_folder"),
+            frame[~exists & ~outside].assign(reason="missing_file"),
+            frame[huge].assign(reason="too_many_pixels"),
+            frame[duplicate].assign(reason="duplicate_key"),
+        ]
     )[["key", "path", "reason"]].astype(str)
-    frame = frame[exists & ~duplicate]
+    frame = frame[exists & ~huge & ~duplicate]
     out = pd.DataFrame(
         {
             "key": frame["key"].astype(str),
@@ -95,6 +107,22 @@ def run_splits(run_dir: Path) -> dict[str, str]:
         raise InputError(f"{path} is not a readable split.csv ({exc}); train the run again") from exc
     SPLIT.check(split.columns, path)
     return dict(zip(split["key"], split["split"]))
+
+
+def class_difference(run_dir: Path, labels: pd.Series) -> str:
+    """How the run's classes differ from the manifest's labels ("" when they are the same): its model was
+    trained on other categories, so its opinions about these images mean less."""
+    try:  # a classes.json that is no list is the model loader's to refuse
+        classes = json.loads((run_dir / RUN_FILES["classes"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    trained, listed = set(map(str, classes if isinstance(classes, list) else [])), set(labels.astype(str))
+    parts = [
+        f"{what}: {', '.join(sorted(names)[:10])}"
+        for what, names in (("only in the manifest", listed - trained), ("only in the run", trained - listed))
+        if names
+    ]
+    return "; ".join(parts)
 
 
 def new_version(run_dir: Path) -> str:

@@ -27,7 +27,7 @@ from data.core.contracts import APPLIED, CATALOGUE, IMAGES, ISSUES, LABELS, MANI
 from data.core.errors import ConfigError, InputError
 from data.core.io import staged_dir, write_json
 from label.duplicates import describe_clusters, exact_groups
-from label.inputs import check_version_name, new_version, read_manifest, usable_images
+from label.inputs import check_version_name, class_difference, new_version, read_manifest, usable_images
 from label.options import LabelOptions
 from label.quality import measure_all, quality_flags
 from label.table import issue_columns, label_columns, label_summary, order_for_review, summarise
@@ -122,6 +122,14 @@ def find_issues(
     if images.empty:
         raise InputError(f"{manifest} lists no stored image (left out: {skipped}); run `make download-images`")
     log.info("%d stored images in %s (left out: %s)", len(images), manifest, skipped)
+    if differ := class_difference(run_dir, images["label"]):
+        log.warning(
+            "run %s was trained on other classes than %s lists (%s): its label suggestions for these "
+            "images are weaker; train on this manifest first (make train)",
+            run_dir.name,
+            manifest,
+            differ,
+        )
     table, info = _issue_table(run_dir, images, [images_dir / p for p in images["path"]], options)
     from label.title import with_titles
 

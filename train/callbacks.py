@@ -33,6 +33,30 @@ class EpochLog(keras.callbacks.Callback):
             fh.write(json.dumps(record) + "\n")
 
 
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """Keras's ``TerminateOnNaN`` (stop after the first batch whose loss is NaN or infinite), remembering
+    where, so the phase can refuse to keep the model; a non-finite validation loss stops it too."""
+
+    def __init__(self, phase: str):
+        super().__init__()
+        self.phase, self.epoch, self.where = phase, 0, ""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if not self.where and loss is not None and not math.isfinite(float(loss)):
+            self.where = f"training loss {float(loss)} at epoch {self.epoch}, batch {batch + 1} of phase {self.phase}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("val_loss")
+        if not self.where and loss is not None and not math.isfinite(float(loss)):
+            self.where = f"validation loss {float(loss)} after epoch {epoch + 1} of phase {self.phase}"
+            self.model.stop_training = True
+
+
 class Throughput(keras.callbacks.Callback):
     """Training images per second of each epoch (validation left out), added to the epoch's logs.
 

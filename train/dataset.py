@@ -123,6 +123,12 @@ class ImageDataSet:
             raise DataSetError(f"{classes_json} is not valid JSON ({exc}): train the run again") from exc
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise DataSetError(f"{classes_json} is not a list of class names: train the run again")
+        unknown = sorted(set(frame["label"].astype(str)) - set(classes))
+        if unknown:  # the two files of one run disagree: they were edited or mixed from two runs
+            raise DataSetError(
+                f"{split_csv} has labels that {classes_json} does not list ({', '.join(unknown[:5])}): "
+                "train the run again"
+            )
         return cls._from_frame(frame, Path(images_dir), tuple(classes))
 
     @classmethod
@@ -163,6 +169,8 @@ class ImageDataSet:
         dropped = dict(self.summary.get("dropped", {}))
         dropped["missing_file"] = counts.get("missing file", 0)
         dropped["undecodable"] = counts.get("undecodable", 0)
+        if counts.get("too_many_pixels"):
+            dropped["too_many_pixels"] = counts["too_many_pixels"]
         frame = self.frame.drop(index=list(bad))
         summary = {**self.summary, "dropped": dropped, "screen_seconds": seconds}
         screened = self._from_frame(frame, self.images_dir, self.classes, summary)

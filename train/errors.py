@@ -17,3 +17,7 @@ class ModelNotUseful(StageError):
 
 class WeightsUnavailable(StageError):
     """The requested weights cannot be had (offline, no such file, no package), with what to do about it."""
+
+
+class TrainingDiverged(StageError):
+    """The loss became NaN or infinite: training stopped there, and no run was saved (``latest`` stays)."""

@@ -17,8 +17,9 @@ import keras
 import tensorflow as tf
 
 from data.core.io import write_json
-from train.callbacks import EpochLog, Throughput, TimeBudget
+from train.callbacks import EpochLog, StopOnNonFinite, Throughput, TimeBudget
 from train.dataset import ImageDataSet
+from train.errors import TrainingDiverged
 from train.options import TrainOptions
 
 
@@ -104,6 +105,7 @@ def fit_phase(
     """
     best = ctx.checkpoints / f"{phase}_best.weights.h5"
     budget = TimeBudget(ctx.deadline) if ctx.deadline is not None else None
+    finite = StopOnNonFinite(phase)
     listed = [  # Throughput first: it adds images_per_second to the logs the later ones see
         Throughput(len(ctx.data.rows("train")), ctx.global_batch, phase),
         keras.callbacks.BackupAndRestore(str(ctx.checkpoints / f"{phase}_backup")),
@@ -122,6 +124,7 @@ def fit_phase(
         *callbacks,
         *([budget] if budget else []),
         *ctx.extra_callbacks,
+        finite,  # last: the epoch's logs (history.jsonl, TensorBoard) still show the NaN it stopped on
     ]
     model.fit(
         data[0],
@@ -133,4 +136,9 @@ def fit_phase(
         callbacks=listed,
         verbose=2,
     )
+    if finite.where:
+        raise TrainingDiverged(
+            f"training stopped: {finite.where}; lower train.learning_rate (now {ctx.options.learning_rate}) or "
+            f"train.fine_tune_learning_rate, or check the images; no run was saved and latest was not moved"
+        )
     return best, budget

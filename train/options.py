@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.core.config import Config, ConfigError, apply_override, options_from_section
+from data.core.config import Config, ConfigError, apply_override, options_from_section, shown
 from data.core.contracts import RUN_FILES
 from data.core.io import write_json
 from train.lite_weights import VARIANTS as LITE_VARIANTS
@@ -101,6 +102,43 @@ class TrainOptions:
         return doc
 
 
+_AT_MOST = {"image_size": 1024, "batch_size": 4096, "epochs": 100_000, "fine_tune_epochs": 100_000}
+_WHY_AT_MOST = {
+    "image_size": "backbones are trained at 224-600 px; larger inputs only cost memory",
+    "batch_size": "larger batches do not fit in memory, or leave too few steps per epoch",
+    "epochs": "use train.time_budget_s for a long run",
+    "fine_tune_epochs": "use train.time_budget_s for a long run",
+}
+_MAX_BATCH_BYTES = 4 * 2**30
+
+
+def _check_numbers(options: TrainOptions) -> None:
+    """Finite numbers within what one machine can train, so an absurd value is refused before a model is
+    built, not found by a NaN loss or an out-of-memory traceback deep in TensorFlow."""
+    for key, value in dataclasses.asdict(options).items():  # nan or inf would train a NaN model
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if key == "split" else [value])):
+            raise ConfigError(f"train.{key} = {value}: expected a finite number")
+    for key in ("epochs", "batch_size", "patience"):
+        if getattr(options, key) < 1:
+            raise ConfigError(f"train.{key} = {getattr(options, key)} must be at least 1")
+    if options.image_size < 16:
+        raise ConfigError(f"train.image_size = {options.image_size} must be at least 16 (pixels)")
+    for key, most in _AT_MOST.items():
+        if getattr(options, key) > most:
+            raise ConfigError(f"train.{key} = {getattr(options, key):,} is over {most:,}: {_WHY_AT_MOST[key]}")
+    batch_bytes = options.image_size**2 * 3 * 4 * options.batch_size  # one batch of float32 pixels
+    if batch_bytes > _MAX_BATCH_BYTES:
+        raise ConfigError(
+            f"train.batch_size = {options.batch_size} at train.image_size = {options.image_size} is "
+            f"{batch_bytes / 2**30:.0f} GiB of pixels per batch (at most {_MAX_BATCH_BYTES // 2**30}): lower either"
+        )
+    for key in ("learning_rate", "fine_tune_learning_rate"):
+        if not 0 < getattr(options, key) <= 1:
+            raise ConfigError(f"train.{key} = {getattr(options, key)} must be above 0 and at most 1")
+    if not 0 <= options.seed < 2**32:
+        raise ConfigError(f"train.seed = {options.seed} must be from 0 to 2**32 - 1")
+
+
 def check_options(options: TrainOptions) -> None:
     """Raise ``ConfigError`` for an unknown name or an impossible number, before any work."""
     for key, choices in (
@@ -113,15 +151,8 @@ def check_options(options: TrainOptions) -> None:
         ("modality", MODALITIES),
     ):
         if getattr(options, key) not in choices:
-            raise ConfigError(f"train.{key} = {getattr(options, key)!r}; choose one of {', '.join(choices)}")
-    for key in ("epochs", "batch_size", "patience"):
-        if getattr(options, key) < 1:
-            raise ConfigError(f"train.{key} = {getattr(options, key)} must be at least 1")
-    if options.image_size < 16:
-        raise ConfigError(f"train.image_size = {options.image_size} must be at least 16 (pixels)")
-    for key in ("learning_rate", "fine_tune_learning_rate"):
-        if getattr(options, key) <= 0:
-            raise ConfigError(f"train.{key} must be above 0")
+            raise ConfigError(f"train.{key} = {shown(getattr(options, key))}; choose one of {', '.join(choices)}")
+    _check_numbers(options)
     for key in ("weight_decay", "warmup_epochs", "time_budget_s", "dropout", "fine_tune_epochs"):
         if getattr(options, key) < 0:
             raise ConfigError(f"train.{key} must not be negative")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -73,7 +74,10 @@ class Predictor:
         model_file, classes_file = check_run(run_dir)
         import keras  # only once the run is known to hold a model: a wrong --run answers at once
 
-        model = keras.models.load_model(model_file, compile=False)
+        try:
+            model = keras.models.load_model(model_file, compile=False)
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:  # a cut or foreign file: the user's to fix
+            raise InputError(f"{model_file} cannot be loaded ({str(exc)[:160]}): train the run again") from exc
         classes = tuple(json.loads(classes_file.read_text(encoding="utf-8")))
         return cls(run_dir, model, classes)
 
@@ -98,7 +102,8 @@ class Predictor:
     def _dataset(self, files: Sequence[Path], batch_size: int) -> Any:
         from train.pipeline import image_dataset
 
-        return image_dataset([str(f) for f in files], None, len(self.classes), self.image_size, batch_size)
+        batch = max(1, min(batch_size, len(files)))  # never larger than the files: a huge one allocates its size
+        return image_dataset([str(f) for f in files], None, len(self.classes), self.image_size, batch)
 
     def predict_files(self, files: Sequence[Path], batch_size: int = 64) -> np.ndarray:
         """Probabilities, one row per file (decoded, centre-cropped and resized as in training)."""
@@ -127,8 +132,14 @@ class Predictor:
         return [[(self.classes[i], float(row[i])) for i in idx] for row, idx in zip(probs, order)]
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Image files named by ``inputs``: files, folders (recursive, sorted) and ``@list.txt`` files.
+
+    A list holds one path per line, a file or a folder; blank lines and lines starting with ``#`` are skipped.
 
     Raises:
         InputError: an input does not exist, or nothing to classify was found.
@@ -137,15 +148,19 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     for item in map(str, inputs):
         if item.startswith("@"):
             listing = Path(item[1:])
+            if not item[1:]:
+                raise InputError("an @list needs the name of its file: @photos.txt (one image or folder per line)")
             if not listing.is_file():
                 raise InputError(f"list file {listing} does not exist")
             try:
-                lines = listing.read_text(encoding="utf-8").splitlines()
+                lines = listing.read_text(encoding="utf-8-sig").splitlines()
             except UnicodeDecodeError as exc:
                 raise InputError(f"list file {listing} is not UTF-8 text with one image path per line") from exc
-            files += [Path(line.strip()) for line in lines if line.strip()]
+            for line in (line.strip() for line in lines):  # blank lines and # comments are not paths
+                if line and not line.startswith("#"):
+                    files += _folder_images(Path(line)) if Path(line).is_dir() else [Path(line)]
         elif Path(item).is_dir():
-            files += sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += _folder_images(Path(item))
         elif Path(item).is_file():
             files.append(Path(item))
         else:
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
             raise InputError(f"none of the {len(skipped)} files could be read as an image ({named}{more})")
         predictor = Predictor.load(run_dir)
-        probs = predictor.predict_files(files, options.batch_size)
+        probs = predictor.predict_files(files, min(options.batch_size, len(files)))  # a batch of 10**9 pads
         frame = predictions_frame(predictor, files, probs, options.top_k).assign(skipped="")
         unread = pd.DataFrame({"path": [str(path) for path, _ in skipped], "skipped": [why for _, why in skipped]})
         frame = pd.concat([frame, unread], ignore_index=True)  # a file it could not read: its row, with the reason

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from data.core.contracts import RUN_FILES, read_json
 from data.core.errors import BusyError, InputError
 from data.core.io import atomic_write_bytes
+from train.errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,13 @@ def run_folder(runs_dir: Path, run_id: str, resume: Path | None, chief: bool = T
         folder.work.mkdir(parents=True)
     try:
         yield folder
-    except BaseException:
-        if folder.created and not folder.epochs_done():
+    except BaseException as exc:
+        diverged = isinstance(exc, TrainingDiverged)  # NaN weights: nothing worth resuming
+        if folder.created and (not folder.epochs_done() or diverged):
             shutil.rmtree(folder.work, ignore_errors=True)
             with contextlib.suppress(OSError):
                 folder.work.parent.rmdir()  # .incomplete/, when no other interrupted run is in it
-        elif folder.work != folder.final:
+        elif folder.work != folder.final and not diverged:
             log.warning("run %s interrupted: continue it with --resume %s", run_id, folder.final.name)
         raise
     if folder.work != folder.final:

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+UNSUPPORTED_SUFFIXES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".svg", ".jxl")  # images TF cannot decode
+MAX_PIXELS = 60_000_000  # download.max_pixels' default: photos larger than download would store are refused
+HEADER_BYTES = 1 << 16  # where an image header states its size (a JPEG's after its EXIF, usually well within)
+TOO_MANY_PIXELS = "too many pixels"
 NAMED_IN_LOG = 20  # bad files named one by one in the log; the rest are counted
 
 
@@ -46,12 +50,36 @@ def _reason(path: str) -> str:
     return "not a decodable image"
 
 
-def screen_files(paths: Sequence[Path | str]) -> dict[int, str]:
-    """Index -> reason, for each of ``paths`` that is missing or that the pipeline cannot decode."""
+def too_many_pixels(path: str, max_pixels: int = MAX_PIXELS) -> str | None:
+    """The reason to refuse an image whose header announces more than ``max_pixels`` (a decompression bomb
+    is a small file that decodes to gigabytes), read without decoding it; None when it is within the limit
+    or its size is not in its first bytes."""
+    from data.download.image import SNIFF_BYTES, header_size, sniff_format
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)  # every header but a JPEG's behind a large EXIF or ICC block
+            fmt = sniff_format(head[:SNIFF_BYTES])
+            dims = header_size(head, fmt) if fmt else None
+            if fmt == "jpeg" and dims is None:
+                dims = header_size(head + handle.read(HEADER_BYTES), fmt)
+    except OSError:
+        return None  # the decode pass names it
+    if dims and dims[0] * dims[1] > max_pixels:
+        return f"{TOO_MANY_PIXELS} ({dims[0]}x{dims[1]}, over {max_pixels:,}, the limit download and serve apply)"
+    return None
+
+
+def screen_files(paths: Sequence[Path | str], max_pixels: int = MAX_PIXELS) -> dict[int, str]:
+    """Index -> reason, for each of ``paths`` that is missing, announces more than ``max_pixels`` in its
+    header, or that the pipeline cannot decode."""
     import tensorflow as tf
 
     names = [str(p) for p in paths]
     bad = {i: "missing file" for i, p in enumerate(names) if not os.path.isfile(p)}
+    for i, name in enumerate(names):
+        if i not in bad and (reason := too_many_pixels(name, max_pixels)):
+            bad[i] = reason
     present = [i for i in range(len(names)) if i not in bad]
     if not present:
         return bad
@@ -69,6 +97,10 @@ def screen_files(paths: Sequence[Path | str]) -> dict[int, str]:
             bad[i] = _reason(names[i])
     log.info("checked %d images in %.1f s: %d cannot be used", len(names), time.perf_counter() - started, len(bad))
     return dict(sorted(bad.items()))
+
+
+def _kind(reason: str) -> str:
+    return "too_many_pixels" if reason.startswith(TOO_MANY_PIXELS) else "undecodable"
 
 
 def report_bad(paths: Sequence[Path | str], bad: dict[int, str], policy: str, what: str) -> dict[str, int]:
@@ -90,5 +122,5 @@ def report_bad(paths: Sequence[Path | str], bad: dict[int, str], policy: str, wh
         log.warning("skipped %s: %s", paths[i], reason)
     if len(bad) > NAMED_IN_LOG:
         log.warning("skipped %d more unusable images (see the counts by reason)", len(bad) - NAMED_IN_LOG)
-    counts = Counter("missing file" if r == "missing file" else "undecodable" for r in bad.values())
+    counts = Counter(r if r == "missing file" else _kind(r) for r in bad.values())
     return dict(sorted(counts.items()))

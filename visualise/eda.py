@@ -63,6 +63,18 @@ def sample_keys(stored: pd.DataFrame, per_class: int, seed: int) -> dict[str, li
     return out
 
 
+def _check_counts(report: dict[str, Any], path: Path) -> None:
+    """The report's counts are whole numbers (a hand-edited ``NaN`` or text would fail inside the funnel)."""
+    by_reason = report.get("dropped_by_reason", {})
+    counts: dict[str, Any] = {k: report[k] for k in ("rows_read", "rows_kept") if k in report}
+    counts.update(by_reason if isinstance(by_reason, dict) else {"dropped_by_reason": by_reason})
+    bad = [f"{k} = {v!r}"[:60] for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise InputError(
+            f"{path} has counts that are not whole numbers ({', '.join(bad[:3])}); run `make extract` again"
+        )
+
+
 def _read_inputs(inputs: EdaInputs) -> tuple[dict[str, Any], pd.Series, pd.DataFrame, pd.DataFrame | None]:
     report = read_json(inputs.extract_report, "make extract")
     catalogue = CATALOGUE.read(inputs.catalogue, "make extract", CATALOGUE.columns)
@@ -71,8 +83,16 @@ def _read_inputs(inputs: EdaInputs) -> tuple[dict[str, Any], pd.Series, pd.DataF
         raise InputError(
             f"{inputs.catalogue} lacks the column(s) {', '.join(missing)} that make eda shows; run `make extract` again"
         )
+    if catalogue.empty:  # an empty chart fails deep in matplotlib: say it here
+        raise InputError(f"{inputs.catalogue} has no rows: nothing to report; run `make extract` on CSVs with rows")
+    _check_counts(report, inputs.extract_report)
     dropped = DROPPED.read(inputs.dropped, "make extract", ("reason",))["reason"]
     manifest = None
+    if inputs.manifest.exists() and not inputs.manifest.is_file():  # a folder is a mistake, not "no download"
+        raise InputError(
+            f"{inputs.manifest} is not a file: move it away and run make download-images, or point "
+            f"paths.images at the download's output"
+        )
     if inputs.manifest.is_file():
         manifest = MANIFEST.read(inputs.manifest, "make download-images", _MANIFEST_COLUMNS)
     else:

@@ -28,6 +28,9 @@ _USER_OS_ERRORS = {
 }
 
 
+MAX_ERROR_CHARS = 1000  # an error line longer than this has its middle cut
+
+
 class TqdmHandler(logging.Handler):
     """A logging handler that writes through ``tqdm.write`` so log lines do not break progress bars."""
 
@@ -63,9 +66,19 @@ def stage_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return add_config_args(parser)
 
 
+def one_line(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` on one line, its middle cut when it is longer than ``limit`` (a 20,000-character value
+    echoed whole would hide the advice at the end): the start names the input, the end says what to do."""
+    message = " ".join(message.splitlines())
+    if len(message) <= limit:
+        return message
+    cut = f" [... {len(message) - limit + 200:,} of {len(message):,} characters left out ...] "
+    return message[: limit - 400] + cut + message[-200:]
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-paragraph error for the user and exit without a stack trace."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -80,7 +93,7 @@ def run(body: Callable[[], int | None]) -> int:
     try:
         code = body()
     except StageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in _USER_OS_ERRORS:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import difflib
+import functools
+import math
 import os
 import shlex
 import tomllib
@@ -88,19 +91,47 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error line stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
+
+
+@functools.cache
+def _default_sections() -> frozenset[str]:
+    """The sections of the reviewed ``data/config.toml``: the only ones any stage reads."""
+    try:
+        return frozenset(tomllib.loads(DEFAULT_CONFIG.read_text(encoding="utf-8")))
+    except (OSError, tomllib.TOMLDecodeError):
+        return frozenset()
+
+
+def _check_section(data: dict[str, Any], section: str, override: str) -> None:
+    """Refuse an override of a section no stage reads (a typo like ``trian``), as an unknown key is refused."""
+    known = set(data) | _default_sections()
+    if section in known:
+        return
+    close = difflib.get_close_matches(section, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ConfigError(
+        f"override {shown(override)}: unknown section {shown(section)}; {hint}known: {', '.join(sorted(known))}"
+    )
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one ``section.key=value`` override in place."""
+    """Apply one ``section.key=value`` override in place; an unknown section is refused."""
     if "=" not in override:
-        raise ConfigError(f"override {override!r} must look like section.key=value")
+        raise ConfigError(f"override {shown(override)} must look like section.key=value")
     dotted, value = override.split("=", 1)
     parts = dotted.strip().split(".")
     if len(parts) < 2 or not all(parts):
-        raise ConfigError(f"override {override!r}: the key must be section.key")
+        raise ConfigError(f"override {shown(override)}: the key must be section.key")
+    _check_section(data, parts[0], override)
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+            raise ConfigError(f"override {shown(override)}: {shown(part)} is not a section")
     node[parts[-1]] = parse_value(value.strip())
 
 
@@ -173,37 +204,39 @@ def _check_value(where: str, value: Any, kind: Any) -> Any:
                 return _check_value(where, value, option)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where} = {value!r}: not any of {options}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where} = {shown(value)}: not any of {options}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} = {value!r}: expected an array, e.g. [1, 2]")
+            raise ConfigError(f"{where} = {shown(value)}: expected an array, e.g. [1, 2]")
         args = typing.get_args(kind)
         item = args[0] if args else Any
         if args and args[-1] is not Ellipsis and len(args) != len(value):
-            raise ConfigError(f"{where} = {value!r}: expected {len(args)} items")
+            raise ConfigError(f"{where} = {shown(value)}: expected {len(args)} items")
         items = args if args and args[-1] is not Ellipsis else [item] * len(value)
         return tuple(_check_value(f"{where}[{i}]", v, k) for i, (v, k) in enumerate(zip(value, items)))
     if kind is Any:
         return value
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
+            raise ConfigError(f"{where} = {shown(value)}: expected true or false")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} = {value!r}: expected a whole number")
+            raise ConfigError(f"{where} = {shown(value)}: expected a whole number")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
+            raise ConfigError(f"{where} = {shown(value)}: expected a number")
+        if not math.isfinite(value):  # TOML reads nan and inf: no setting here means either
+            raise ConfigError(f"{where} = {shown(value)}: expected a finite number")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string (quote it: '\"...\"')")
+            raise ConfigError(f"{where} = {shown(value)}: expected a string (quote it: '\"...\"')")
         return value
     if kind is Path:
         if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where} = {value!r}: expected a path (a string)")
+            raise ConfigError(f"{where} = {shown(value)}: expected a path (a string)")
         return Path(value)
     raise TypeError(f"options_from_section: unsupported field type {kind!r} for {where}")
 
@@ -225,6 +258,7 @@ def options_from_section(cls: type[T], section: dict[str, Any], name: str, *, ig
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(section) - set(known) - set(ignore))
     if unknown:
-        raise ConfigError(f"[{name}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        named = ", ".join(k if len(k) <= 40 else shown(k, 40) for k in unknown)
+        raise ConfigError(f"[{name}] has unknown key(s) {named}; known: {', '.join(known)}")
     values = {key: _check_value(f"{name}.{key}", section[key], hints[key]) for key in known if key in section}
     return cls(**values)

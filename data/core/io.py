@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import IO, Any, Callable, Iterator, Protocol
 
 from data.core.errors import BusyError
 
@@ -72,15 +72,35 @@ def exclusive(lock_file: Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_file`` (created with its folder) or raise ``BusyError(busy)`` at once.
 
     The lock is not a file's content but the kernel's: it is released when the process ends, however it ends,
-    so a killed run never leaves a stale lock behind.
+    so a killed run never leaves a stale lock behind. The (empty) file is removed when the block ends, error
+    or Ctrl-C included, while still held; a run that opened it just before is told so by the file's identity
+    and tries a fresh one, so two runs never hold two different files.
     """
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise BusyError(busy) from exc
-        yield
+    for _ in range(3):
+        with open(lock_file, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise BusyError(busy) from exc
+            if not _still_there(handle, lock_file):
+                continue  # the holder before us removed it as we opened it: take the new one
+            try:
+                yield
+            finally:
+                lock_file.unlink(missing_ok=True)
+            return
+    raise BusyError(busy)
+
+
+def _still_there(handle: IO[str], path: Path) -> bool:
+    """Whether ``path`` still names the file open in ``handle`` (not removed or replaced since)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 class _Saves(Protocol):

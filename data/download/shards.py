@@ -79,15 +79,51 @@ def input_problem(row: InputRow) -> str | None:
     return None
 
 
-def _read_frame(path: Path, columns: Columns) -> pd.DataFrame:
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _check_columns(path: Path, names: list[str], columns: Columns) -> None:
+    for name, role in ((columns.url, "URL"), (columns.label, "label")):
+        if name not in names:
+            raise InputError(f"{path} has no {role} column {name!r} (columns: {', '.join(map(str, names))})")
+
+
+def check_input(path: Path, columns: Columns = Columns()) -> None:
+    """Refuse a missing, empty or header-less input cheaply, before a run takes its output folder.
+
+    A CSV's header line is read (no thread starts: the worker pool may still fork); a Parquet file only
+    has its magic bytes checked here, the rest when :func:`read_input` reads it.
+    """
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(
+            f"{path} is empty (0 bytes): write the catalogue first (make extract) or pass a list "
+            f"with {columns.url} and {columns.label} columns"
+        )
+    if _is_parquet(path):
+        with path.open("rb") as handle:
+            if handle.read(4) != b"PAR1":
+                raise InputError(f"cannot read {path}: not a Parquet file (pass a .csv name for a CSV list)")
+        return
+    _check_columns(path, list(_read_frame(path, columns, rows=0).columns), columns)
+
+
+def _read_frame(path: Path, columns: Columns, rows: int | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if _is_parquet(path):
             names = set(pq.read_schema(path).names)
             wanted = [c for c in (columns.url, columns.key, columns.label) if c in names]
             return pd.read_parquet(path, columns=wanted)
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, nrows=rows)
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(
+            f"{path} has no header line: write the catalogue first (make extract) or pass a CSV with "
+            f"{columns.url} and {columns.label} columns"
+        ) from exc
     except (OSError, pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
 
@@ -99,9 +135,7 @@ def _text(series: pd.Series) -> list[str]:
 def read_input(path: Path, columns: Columns = Columns(), limit: int | None = None) -> InputTable:
     """Read a Parquet or CSV list of URLs; a missing key column is filled with sha1(url)[:16]."""
     frame = _read_frame(path, columns)
-    for name, role in ((columns.url, "URL"), (columns.label, "label")):
-        if name not in frame.columns:
-            raise InputError(f"{path} has no {role} column {name!r} (columns: {', '.join(map(str, frame.columns))})")
+    _check_columns(path, list(frame.columns), columns)
     if limit is not None:
         frame = frame.head(limit)
     urls, labels = _text(frame[columns.url]), _text(frame[columns.label])

@@ -25,7 +25,6 @@ from typing import Any, TypedDict, Unpack
 
 
 from data.core.config import Config
-from data.core.errors import InputError
 from data.core.io import exclusive, write_json
 from data.download.distribute import check_available, run_distributed
 from data.download.output import (
@@ -44,6 +43,7 @@ from data.download.shards import (
     Shard,
     arrow_schema,
     assemble,
+    check_input,
     plan_shards,
     read_input,
     shard_path,
@@ -217,8 +217,7 @@ def _stage(
 ) -> RunSummary:
     """The one body of both entry functions: hold the output, read the input, run, report."""
     check_available(options.distributor)  # before anything is written
-    if not input_path.is_file():  # before the lock creates the output folder: a refused run leaves nothing
-        raise InputError(f"input file not found: {input_path}")
+    check_input(input_path, columns)  # before the lock creates the output folder: a refused run leaves nothing
     local_pool = target.record_type is Record and options.distributor == "local"
     # the workers start first, while this process has no other thread (see start_pool)
     pools = worker_pool(options.workers, options.max_pixels) if local_pool else contextlib.nullcontext()

@@ -80,6 +80,35 @@ def test_label_refuses_and_changes_nothing(case, tiny_run, tmp_path):
     assert snapshot(root) == before
 
 
+def test_label_warns_when_the_run_knows_other_classes(tiny_run, tmp_path):
+    root = tiny_run.copy(tmp_path / "root")
+    run_dir = root / "runs" / (root / "runs" / "latest").read_text().strip()
+    classes = json.loads((run_dir / "classes.json").read_text())
+    (run_dir / "classes.json").write_text(json.dumps([*classes[:-1], "Martian"]), encoding="utf-8")
+    proc = run_stage("label", "--set", f"paths.root={root}", "--set", "label.workers=1", "--version", "v9")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    warning = next((line for line in proc.stderr.splitlines() if "other classes" in line), "")
+    assert "WARNING" in warning and "only in the run: Martian" in warning, proc.stderr[-2000:]
+    assert f"only in the manifest: {classes[-1]}" in warning
+
+
+def test_label_leaves_out_a_path_outside_the_images_and_a_bomb(tiny_run, tmp_path):
+    """A manifest path like ../../etc/hostname is never read; a 20000x20000 PNG is never decoded."""
+    from tests.core.test_bad_input_train import _bomb_png
+
+    root = tiny_run.copy(tmp_path / "root")
+    rows = pd.read_parquet(_manifest(root))
+    stored = rows.index[rows["status"] == "ok"]
+    rows.loc[stored[0], "path"] = "../../../../../../etc/hostname"
+    _bomb_png(_manifest(root).parent / rows.loc[stored[1], "path"])
+    rows.to_parquet(_manifest(root), index=False)
+    proc = run_stage("label", "--set", f"paths.root={root}", "--set", "label.workers=1", "--version", "v9")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    left = pd.read_csv(root / "processed" / "v1" / "labels" / "v9" / "left_out.csv").set_index("key")
+    assert left.at[rows.loc[stored[0], "key"], "reason"] == "outside_images_folder"
+    assert left.at[rows.loc[stored[1], "key"], "reason"] == "too_many_pixels"
+
+
 def _label_version(root: Path) -> Path:
     """A label version as make label writes it (issues.parquet, summary.json, latest), one issue per class."""
     frame = pd.read_parquet(_manifest(root)).query("status == 'ok'").reset_index(drop=True)
@@ -123,10 +152,14 @@ def version(applied_root, tmp_path) -> tuple[Path, Path, str]:
     return root, root / "processed" / "v1" / "labels" / VERSION, applied_root[1]
 
 
-def test_apply_labels_applies_a_good_decisions_file(version, applied_root, tmp_path):
-    """The version the cases break is a good one: its decisions apply (so each refusal is the case's doing)."""
+@pytest.mark.parametrize("bom", [False, True], ids=["utf-8", "utf-8-with-bom"])
+def test_apply_labels_applies_a_good_decisions_file(version, applied_root, tmp_path, bom):
+    """The version the cases break is a good one: its decisions apply (so each refusal is the case's doing);
+    a byte-order mark, as some editors save, is read."""
     root, folder, key = version
     decided = _decide(tmp_path / "good.json", {key: {"action": "drop"}})
+    if bom:
+        decided.write_bytes(b"\xef\xbb\xbf" + decided.read_bytes())
     proc = run_stage("label.apply", "--set", f"paths.root={root}", "--decisions", decided)
     assert proc.returncode == 0, proc.stderr[-2000:]
     applied = pd.read_parquet(folder / "applied" / "manifest.parquet").set_index("key")
@@ -202,7 +235,33 @@ def _threshold_out_of_range(root, folder, key, d):
     return ["--set", "label.auto_threshold=1.5"], ["label.auto_threshold = 1.5"]
 
 
+def _same_key_twice(root, folder, key, d):
+    d.write_text(
+        f'{{"label_version": "{VERSION}", "decisions": {{"{key}": {{"action": "drop"}}, '
+        f'"{key}": {{"action": "keep"}}}}}}',
+        encoding="utf-8",
+    )
+    return ["--decisions", d], [d, "same key more than once", repr(key)]
+
+
+def _no_decisions(root, folder, key, d):
+    return ["--decisions", _decide(d, {})], [d, "holds no decisions"]
+
+
+def _only_keeps(root, folder, key, d):
+    return ["--decisions", _decide(d, {key: {"action": "keep"}})], [folder / "applied", "change no image"]
+
+
+def _deeply_nested(root, folder, key, d):
+    d.write_text('{"decisions": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    return ["--decisions", d], [d, "not valid JSON"]
+
+
 APPLY_CASES = {
+    "same-key-twice": _same_key_twice,
+    "no-decisions": _no_decisions,
+    "only-keeps-over-an-earlier-version": _only_keeps,
+    "deeply-nested": _deeply_nested,
     "decisions-not-json": _not_json,
     "decisions-not-an-object": _not_an_object,
     "unknown-key": _unknown_key,

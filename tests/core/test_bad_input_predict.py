@@ -65,8 +65,19 @@ def _run_without_model(root: Path, spare: Path) -> tuple[list[object], list[obje
     return [_image(root), "--run", "empty"], [root / "runs" / "empty", "model.keras"]
 
 
+def _list_of_comments_only(root: Path, spare: Path) -> tuple[list[object], list[object]]:
+    (spare / "list.txt").write_text("# photos to check\n\n   # none yet\n", encoding="utf-8")
+    return [f"@{spare / 'list.txt'}"], [spare / "list.txt", "no image files found"]
+
+
+def _bare_at(root: Path, spare: Path) -> tuple[list[object], list[object]]:
+    return ["@"], ["@list", "@photos.txt"]
+
+
 CASES = {
+    "bare-at": _bare_at,
     "not-an-image": _not_an_image,
+    "list-of-comments-only": _list_of_comments_only,
     "missing-file": _missing_file,
     "folder-without-images": _empty_folder,
     "list-missing": _list_missing,
@@ -101,3 +112,18 @@ def test_a_file_it_cannot_read_is_a_row_with_the_reason(tiny_run, tmp_path):
     rows = pd.read_csv(out, keep_default_na=False).set_index("path")
     assert rows.at[str(good), "skipped"] == "" and rows.at[str(good), "class_1"] != ""
     assert rows.at[str(bad), "skipped"].startswith("not a decodable image") and rows.at[str(bad), "class_1"] == ""
+
+
+def test_a_list_skips_comments_and_expands_folders(tiny_run, tmp_path):
+    root = tiny_run.copy(tmp_path / "root")
+    good = _image(root)
+    folder = good.parent
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# photos to check\n\n{good}\n  # {folder} (commented out)\n{folder}\n", encoding="utf-8-sig")
+    out = tmp_path / "predictions.csv"
+    proc = run_stage("train.predict", "--set", f"paths.root={root}", f"@{listing}", "--out", out)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    rows = pd.read_csv(out, keep_default_na=False)
+    in_folder = sorted(str(p) for p in folder.glob("*.jpg"))
+    assert sorted(rows["path"]) == sorted([str(good), *in_folder])  # the folder's images, no '#' row
+    assert (rows["skipped"] == "").all(), rows["skipped"].tolist()

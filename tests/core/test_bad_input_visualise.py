@@ -46,6 +46,25 @@ def _manifest_not_parquet(root: Path) -> tuple[list[object], list[object]]:
     return [], [manifest, "make download-images"]
 
 
+def _catalogue_without_rows(root: Path) -> tuple[list[object], list[object]]:
+    catalogue = _processed(root) / "catalogue.parquet"
+    pd.read_parquet(catalogue).head(0).to_parquet(catalogue, index=False)
+    return [], [catalogue, "has no rows"]
+
+
+def _report_counts_not_numbers(root: Path) -> tuple[list[object], list[object]]:
+    report = _processed(root) / "extract_report.json"
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    report.write_text(json.dumps({**doc, "rows_read": float("nan")}), encoding="utf-8")  # json writes NaN
+    return [], [report, "rows_read = nan", "not whole numbers"]
+
+
+def _manifest_is_a_folder(root: Path) -> tuple[list[object], list[object]]:
+    manifest = _processed(root) / "images" / "manifest.parquet"
+    manifest.mkdir(parents=True)
+    return [], [manifest, "not a file"]
+
+
 def _out_is_a_file(root: Path) -> tuple[list[object], list[object]]:
     (root / "notes.txt").write_text("mine", encoding="utf-8")
     return ["--out", root / "notes.txt"], [root / "notes.txt", "not a report folder"]
@@ -73,6 +92,9 @@ EDA_CASES = {
     "catalogue-without-label": _catalogue_without("label"),
     "catalogue-without-main-category": _catalogue_without("main_category"),
     "manifest-not-parquet": _manifest_not_parquet,
+    "manifest-is-a-folder": _manifest_is_a_folder,
+    "catalogue-without-rows": _catalogue_without_rows,
+    "report-counts-not-numbers": _report_counts_not_numbers,
     "out-is-a-file": _out_is_a_file,
     "out-holds-other-files": _out_holds_other_files,
     "out-below-a-file": _out_below_a_file,

@@ -24,24 +24,24 @@ def test_overrides_are_typed_like_toml():
             "train.split=[0.7, 0.2, 0.1]",
             "extract.fail_on_unmapped=true",
             "train.backbone=resnet50",
-            "new.key='quoted'",
+            "publish.title='quoted'",
         ]
     )
     assert cfg.section("download")["concurrency"] == 7
     assert cfg.section("train")["split"] == [0.7, 0.2, 0.1]
     assert cfg.section("extract")["fail_on_unmapped"] is True
     assert cfg.section("train")["backbone"] == "resnet50"
-    assert cfg.section("new") == {"key": "quoted"}
+    assert cfg.section("publish")["title"] == "quoted"
 
 
 def test_a_list_of_bare_words_is_a_list_of_strings():
     # what make's SET gives after its shell-like split has removed the quotes: SET='k=["a","b"]' -> k=[a,b]
-    cfg = load_config(overrides=["label.auto_drop=[unreadable, label]", "train.split=[0.7,0.2,0.1]", "x.y=[]"])
+    cfg = load_config(overrides=["label.auto_drop=[unreadable, label]", "train.split=[0.7,0.2,0.1]", "label.y=[]"])
     assert cfg.section("label")["auto_drop"] == ["unreadable", "label"]
     assert cfg.section("train")["split"] == [0.7, 0.2, 0.1]
-    assert cfg.section("x")["y"] == []
-    assert load_config(overrides=["x.y=[a, 2, true]"]).section("x")["y"] == ["a", 2, True]
-    assert load_config(overrides=["x.y=[[a], b]"]).section("x")["y"] == "[[a], b]"  # nested: left as text
+    assert cfg.section("label")["y"] == []
+    assert load_config(overrides=["label.y=[a, 2, true]"]).section("label")["y"] == ["a", 2, True]
+    assert load_config(overrides=["label.y=[[a], b]"]).section("label")["y"] == "[[a], b]"  # nested: left as text
 
 
 @pytest.mark.parametrize("bad", ["nodot=1", "download.concurrency", "=3", "download..x=1"])
@@ -64,3 +64,23 @@ def test_resolved_config_is_saved(tmp_path):
     saved = json.loads(cfg.save(tmp_path).read_text())
     assert saved["overrides"] == ["paths.root=elsewhere"]
     assert saved["config"]["paths"]["processed"] == "elsewhere/processed/v1"
+
+
+@pytest.mark.parametrize("override", ["trian.epochs=1", "träin.epochs=1", "Train.epochs=1"])
+def test_an_unknown_section_is_refused_like_an_unknown_key(override):
+    with pytest.raises(ConfigError, match="unknown section") as caught:
+        load_config(overrides=[override])
+    assert override.split(".")[0] in str(caught.value)
+
+
+def test_a_huge_value_is_not_echoed_whole():
+    from data.core.config import options_from_section
+    from train.options import TrainOptions
+
+    huge = "x" * 20_000
+    for override in [f"train.epochs={huge}", f"{huge}.epochs=1", f"train.{huge}=1"]:
+        with pytest.raises(ConfigError) as caught:
+            cfg = load_config(overrides=[override])
+            options_from_section(TrainOptions, cfg.section("train"), "train")
+        assert len(str(caught.value)) < 1_000, override[:30]
+        assert "20,0" in str(caught.value)  # says how long the value was

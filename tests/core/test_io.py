@@ -41,3 +41,35 @@ def test_replace_dir_swaps_folders(tmp_path):
     replace_dir(new, target)
     assert [p.name for p in target.iterdir()] == ["new.csv"] and not new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_a_lock_leaves_no_file_behind_however_its_block_ends(tmp_path):
+    from data.core.errors import BusyError
+    from data.core.io import exclusive
+
+    lock = tmp_path / "out" / ".lock"
+    with exclusive(lock, "busy"):
+        assert lock.is_file()
+        with pytest.raises(BusyError, match="busy"), exclusive(lock, "busy"):
+            pass  # a second holder is refused at once, and does not remove the first one's file
+        assert lock.is_file()
+    assert not lock.exists()
+    with pytest.raises(KeyboardInterrupt), exclusive(lock, "busy"):
+        raise KeyboardInterrupt
+    assert not lock.exists() and lock.parent.is_dir()
+
+
+def test_a_lock_removed_while_opening_is_taken_afresh(tmp_path):
+    """A run that opened the lock file just as its holder removed it must not hold a file nobody else sees."""
+    import fcntl
+
+    from data.core.io import exclusive
+
+    lock = tmp_path / ".lock"
+    lock.write_text("")
+    with open(lock) as stale:
+        lock.unlink()  # as the holder before does when it ends
+        fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # somebody still holds the removed file
+        with exclusive(lock, "busy"):
+            assert lock.is_file()  # a new file, locked by this block
+        assert not lock.exists()

@@ -98,6 +98,6 @@ def test_the_card_names_the_classes_the_server_answers_with(exported, tmp_path):
     folder = copy_version(exported.version_dir, model_dir, 5)
     card = json.loads((folder / "model_card.json").read_text())
     with serving(model_dir) as server:
-        top = call(server.url("/predict?k=99"), photo(), "image/jpeg")[2]["predictions"][0]["top"]
+        top = call(server.url(f"/predict?k={len(card['classes'])}"), photo(), "image/jpeg")[2]["predictions"][0]["top"]
         assert sorted(t["class"] for t in top) == sorted(card["classes"])
         assert call(server.url("/readyz"))[2]["version"] == 5

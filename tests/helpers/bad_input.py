@@ -11,8 +11,6 @@ from pathlib import Path
 
 from data.core.config import REPO_ROOT
 
-EXPORT_LOCK = ".export.lock"  # make export's lock file (deploy/layout.py): an empty file it may leave behind
-
 
 def run_stage(module: str, *args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess:
     """``python -m module args...`` in the repository root, output captured, no stdin."""

@@ -301,7 +301,7 @@ def test_original_recipe_deep_head_and_fine_tuning_that_does_not_help(manifest, 
     # the uncached frozen phase (backbone over every image), the deep head; then a fine-tuning learning
     # rate this high wrecks the backbone: the final model must be the frozen phase's best
     options = dataclasses.replace(
-        options, embedding_cache=False, head="deep", epochs=2, fine_tune_epochs=1, fine_tune_learning_rate=50.0
+        options, embedding_cache=False, head="deep", epochs=2, fine_tune_epochs=1, fine_tune_learning_rate=1.0
     )
     result = train(manifest, tmp_path / "runs", options)
     metrics = result.metrics
