@@ -208,6 +208,8 @@ def check_out(out: Path) -> Path:
     """``out`` when predict may write it: new, or a predictions CSV of an earlier run (never another file)."""
     if out.is_dir():
         raise InputError(f"--out {out} is a folder: give the name of the CSV file to write")
+    if out.exists() and not out.is_file():  # /dev/null, a FIFO: the atomic rename would replace it
+        raise InputError(f"--out {out} is not a regular file: give the name of the CSV file to write")
     if out.is_file() and out.stat().st_size:
         with open(out, "rb") as fh:
             head = fh.readline()

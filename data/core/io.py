@@ -7,21 +7,34 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Protocol
 
-from data.core.errors import BusyError
+from data.core.errors import BusyError, InputError
 
 FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
+
+
+def _refuse_special(target: Path) -> None:
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise InputError(f"{target} exists and is not a regular file (a device, FIFO or socket): it was left alone")
 
 
 def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
     """Let ``writer`` fill a temporary path beside ``target`` (e.g. ``pq.write_table``), then rename it.
 
     A reader (or a resumed run after ``kill -9``) sees either no file or the whole file, never a part.
+    A target that exists and is not a regular file (a device such as ``/dev/null``, a FIFO, a socket) is
+    refused with ``InputError``: the rename would replace it, and it is not ours to replace.
     """
+    _refuse_special(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)

@@ -3,6 +3,8 @@ traceback) and nothing written; a file it cannot read among good ones is a row o
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +54,12 @@ def _out_is_someone_elses_file(root: Path, spare: Path) -> tuple[list[object], l
     return [_image(root), "--out", spare / "budget.csv"], [spare / "budget.csv", "not a predictions CSV"]
 
 
+def _out_is_a_fifo(root: Path, spare: Path) -> tuple[list[object], list[object]]:
+    """As ``--out /dev/null`` would be: the atomic rename replaced the device with a CSV file."""
+    os.mkfifo(spare / "pipe")
+    return [_image(root), "--out", spare / "pipe"], [spare / "pipe", "not a regular file"]
+
+
 def _batch_size_zero(root: Path, spare: Path) -> tuple[list[object], list[object]]:
     return [_image(root), "--batch-size", "0"], ["--batch-size", "at least 1"]
 
@@ -84,6 +92,7 @@ CASES = {
     "list-not-text": _list_not_text,
     "out-is-a-folder": _out_is_a_folder,
     "out-is-another-file": _out_is_someone_elses_file,
+    "out-is-a-fifo": _out_is_a_fifo,
     "batch-size-zero": _batch_size_zero,
     "top-k-zero": _top_k_zero,
     "run-without-model": _run_without_model,

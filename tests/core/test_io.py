@@ -73,3 +73,16 @@ def test_a_lock_removed_while_opening_is_taken_afresh(tmp_path):
         with exclusive(lock, "busy"):
             assert lock.is_file()  # a new file, locked by this block
         assert not lock.exists()
+
+
+def test_a_device_or_fifo_in_the_way_is_refused_and_left_alone(tmp_path):
+    """The rename would replace it: ``--out /dev/null`` once turned the machine's /dev/null into a CSV file."""
+    import os
+
+    from data.core.errors import InputError
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="not a regular file"):
+        atomic_write_bytes(pipe, b"data")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and [p.name for p in tmp_path.iterdir()] == ["pipe"]
