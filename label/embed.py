@@ -16,8 +16,9 @@ Inside a cache folder each vector is filed by the sha1 of the image file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

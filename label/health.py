@@ -63,7 +63,7 @@ def health(table: pd.DataFrame) -> dict[str, Any]:
         }
         for name, row in by_class.iterrows()
     }
-    images = int(len(table))
+    images = len(table)
     return {
         "meaning": "share of images without a label issue (cleanlab Datalab's label health score)",
         "data_set": round(1.0 - int(issue.sum()) / max(images, 1), 4),
