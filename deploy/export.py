@@ -68,15 +68,39 @@ def _split(run_dir: Path, images_dir: Path, split: str) -> tuple[list[Path], np.
     return files, labels
 
 
-def _lite_models(predictor: "Predictor", work: Path, variants: tuple[str, ...]) -> dict[str, tuple[bytes, Any]]:
+def _representative(predictor: "Predictor", images_dir: Path, count: int) -> np.ndarray:
+    """Pixels of up to ``count`` training images (every class in turn), to calibrate full-integer TFLite."""
+    from train.dataset import ImageDataSet
+    from train.pipeline import image_dataset
+
+    data = ImageDataSet.from_run(predictor.run_dir, images_dir)
+    files, labels = data.files("train"), data.labels("train")
+    order = np.lexsort((np.arange(len(labels)), labels))  # by class, then round-robin over the classes
+    rank = np.empty(len(order), int)
+    for cls in np.unique(labels):
+        members = order[labels[order] == cls]
+        rank[members] = np.arange(len(members))
+    chosen = [str(files[i]) for i in np.argsort(rank, kind="stable")[:count] if files[i].is_file()]
+    batches = image_dataset(chosen, None, len(predictor.classes), predictor.image_size, 32)
+    return np.concatenate([b.numpy() for b in batches]) if chosen else np.zeros((0,))
+
+
+def _lite_models(
+    predictor: "Predictor", work: Path, options: ExportOptions, images_dir: Path
+) -> dict[str, tuple[bytes, Any]]:
     """Every TFLite variant converted, with an interpreter for it."""
     from deploy.graph import write_float_saved_model
     from deploy.tflite import LiteModel, convert
 
     source = work / ".tflite-source"
     write_float_saved_model(predictor.model, source)
+    sample = None
+    if "full_int8" in options.tflite:
+        sample = _representative(predictor, images_dir, options.representative_images)
+        if not len(sample):
+            raise InputError("full_int8 TFLite needs the run's training images to calibrate on: none could be read")
     try:
-        contents = {name: convert(source, name) for name in variants}
+        contents = {name: convert(source, name, sample) for name in options.tflite}
     finally:
         shutil.rmtree(source, ignore_errors=True)
     return {name: (content, LiteModel(content, predictor.image_size)) for name, content in contents.items()}
@@ -126,13 +150,15 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-def _build(predictor: "Predictor", work: Path, files: list[Path], labels: np.ndarray, options: ExportOptions) -> dict:
+def _build(
+    predictor: "Predictor", work: Path, files: list[Path], labels: np.ndarray, options: ExportOptions, images_dir: Path
+) -> dict:
     """Write the SavedModel and accepted TFLite files into ``work``; returns the card's metrics and TFLite rows."""
     from deploy.graph import write_saved_model
     from deploy.tflite import median_ms, time_calls, variant_report
 
     write_saved_model(predictor.model, predictor.classes, work)
-    lite = _lite_models(predictor, work, options.tflite)
+    lite = _lite_models(predictor, work, options, images_dir)
     keras_probs, lite_probs, diffs, pixels = _measure(predictor, work, files, lite, options.batch_size)
     for key, value in diffs.items():
         if value > options.parity_tolerance:
@@ -216,7 +242,7 @@ def export_run(
             raise InputError(f"{target} is in the way (a folder that is no finished export): move it elsewhere")
         work = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
         try:
-            built = _build(predictor, work, files, labels, options)
+            built = _build(predictor, work, files, labels, options, images_dir)
             card = _write_card(work, predictor, version, source, options, options_doc, built, config)
             replace_dir(work, target)
         finally:

@@ -13,7 +13,7 @@ from data.core.errors import ConfigError
 if TYPE_CHECKING:
     from data.core.config import Config
 
-TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -28,6 +28,7 @@ class ExportOptions:
     split: str = "test"
     batch_size: int = 64
     latency_runs: int = 50
+    representative_images: int = 100
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def export_options(cfg: "Config") -> ExportOptions:
         raise ConfigError(f"export.tflite has unknown variant(s) {unknown}; choose from {', '.join(TFLITE_VARIANTS)}")
     if options.split not in ("train", "validation", "test"):
         raise ConfigError(f"export.split = {options.split!r}; choose train, validation or test")
-    for key in ("batch_size", "latency_runs"):
+    for key in ("batch_size", "latency_runs", "representative_images"):
         if getattr(options, key) < 1:
             raise ConfigError(f"export.{key} must be at least 1")
     if options.parity_tolerance < 0:

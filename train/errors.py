@@ -13,3 +13,7 @@ class ModelNotUseful(StageError):
     """``strict = true`` and the model does not clearly beat a constant (majority-class) predictor."""
 
     exit_code = 3
+
+
+class WeightsUnavailable(StageError):
+    """The requested weights cannot be had (offline, no such file, no package), with what to do about it."""

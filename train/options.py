@@ -16,7 +16,11 @@ from train.split import validate_ratios
 
 # The names each choice accepts, here so that checking options needs no TensorFlow (a refused run answers
 # at once); the modules that implement them import these (tests/train/test_backbones.py checks BACKBONES).
-BACKBONES = ("resnet50", "vgg19", "mobilenet_v3_small", "efficientnet_b0", "small_resnet", "tiny")
+BACKBONES: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "vgg19")
+BACKBONES += ("mobilenet_v3_small", "efficientnet_b0", "small_resnet", "tiny")
+# backbone = "auto": pretrained EfficientNet-Lite0 for transfer, our small_resnet from scratch (a network that
+# learns from random weights on a CPU; MobileNetV3 from scratch stayed a constant predictor, see README).
+AUTO_BACKBONE = {"transfer": "efficientnet_lite0", "scratch": "small_resnet"}
 HEADS = ("original", "deep")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 RECIPES = ("auto", "scratch", "transfer")
@@ -27,7 +31,7 @@ AUGMENT = ("auto", "none", "light", "strong")  # auto: strong from scratch, ligh
 class TrainOptions:
     """How to train; every field is a key of ``[train]`` (see data/config.toml for the meaning of each)."""
 
-    backbone: str = "mobilenet_v3_small"
+    backbone: str = "auto"
     weights: str = "imagenet"
     recipe: str = "auto"
     images: str = ""
@@ -56,6 +60,10 @@ class TrainOptions:
     split_file: str = ""
     bad_images: str = "skip"
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backbone == "auto":  # resolved once, so options.json and the run id name the real network
+            object.__setattr__(self, "backbone", AUTO_BACKBONE["scratch" if self.from_scratch else "transfer"])
 
     @classmethod
     def from_config(cls, cfg: Config) -> "TrainOptions":
@@ -86,7 +94,7 @@ class TrainOptions:
 def check_options(options: TrainOptions) -> None:
     """Raise ``ConfigError`` for an unknown name or an impossible number, before any work."""
     for key, choices in (
-        ("backbone", BACKBONES),
+        ("backbone", BACKBONES + ("auto",)),
         ("head", HEADS),
         ("strategy", STRATEGIES),
         ("recipe", RECIPES),

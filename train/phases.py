@@ -7,6 +7,7 @@ batch norm in inference mode (``train/model.py``).
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import keras
 
 from train.backbones import unfreeze_top, weights_fingerprint
+from train.callbacks import WarmupCosine
 from train.embeddings import EmbeddingCache, embed_files
 from train.fitting import PhaseContext, fit_phase, load_weights
 from train.model import compile_model
@@ -67,6 +69,9 @@ def frozen_on_images(ctx: PhaseContext, backbone: keras.Model, model: keras.Mode
 def fine_tune(ctx: PhaseContext, backbone: keras.Model, model: keras.Model) -> dict[str, Any]:
     """Phase 2: unfreeze the top of the backbone, train at a low learning rate; keep it only if it helps.
 
+    Batch norm stays frozen (inference mode); the learning rate warms up linearly over the first tenth of
+    the steps to ``fine_tune_learning_rate``, then follows a cosine to 0 (``train/callbacks.py``).
+
     Epochs continue the numbering of phase 1 (one TensorBoard curve). The best-weights checkpoint starts
     from phase 1's best validation loss, so fine-tuning replaces the model only when it improves on it.
     """
@@ -74,6 +79,10 @@ def fine_tune(ctx: PhaseContext, backbone: keras.Model, model: keras.Model) -> d
     unfrozen = unfreeze_top(backbone, o.fine_tune_layers)
     compile_model(model, o.fine_tune_learning_rate)
     start = max((r["epoch"] for r in ctx.history() if r["phase"] == "frozen"), default=0)
+    steps = math.ceil(len(ctx.data.rows("train")) / ctx.global_batch) * o.fine_tune_epochs
+    # A short linear warm-up (the new head's gradients are large at first), then cosine decay to 0 at the
+    # last epoch or the time budget, whichever comes first.
+    schedule = WarmupCosine(o.fine_tune_learning_rate, steps, max(1, steps // 10), ctx.deadline)
     best, _ = fit_phase(
         ctx,
         model,
@@ -81,6 +90,7 @@ def fine_tune(ctx: PhaseContext, backbone: keras.Model, model: keras.Model) -> d
         ctx.image_datasets("light"),
         (start, start + o.fine_tune_epochs),
         ctx.best_val_loss(["frozen", "fine_tune"]),
+        callbacks=[schedule],
     )
     improved = best.is_file()
     load_weights(model, best if improved else ctx.checkpoints / "phase1_model.weights.h5")
