@@ -45,6 +45,8 @@ class LabelOptions:
     max_iter: int = 200
     fit_sample: int = 100_000
     neighbours: int = 10
+    exact_limit: int = 100_000
+    probe: int = 12
     near_duplicate: float = 0.13
     near_hash_bits: int = 10
     knn_weight: float = 0.5
@@ -86,7 +88,7 @@ class LabelOptions:
     def check(self) -> None:
         """Raise ``ConfigError`` for a value no run could use (before any work is done)."""
         least_values = {"folds": 2, "neighbours": 1, "page_size": 1, "thumb_size": 16, "batch_size": 1, "workers": 1}
-        least_values.update(max_iter=1, near_hash_bits=-1, similar=0)
+        least_values.update(max_iter=1, near_hash_bits=-1, similar=0, exact_limit=0, probe=1)
         least_values.update(
             dict.fromkeys(("review_limit", "fit_sample", "dims", "search_dims", "min_side", "threads"), 0)
         )

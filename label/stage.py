@@ -12,6 +12,7 @@ review's decisions into a new data version (label/apply.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from data.core.contracts import APPLIED, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import staged_dir, write_json
 from label.duplicates import describe_clusters, exact_groups
+from label.embed import choose_source
 from label.health import class_imbalance, health
 from label.inputs import check_version_name, new_version, read_manifest, usable_images
 from label.options import LabelOptions
@@ -55,13 +57,13 @@ def _analyse(
     """Embeddings, neighbours, duplicate clusters, outliers and label scores of the readable images."""
     from threadpoolctl import threadpool_limits
 
-    from label.embed import choose_source, embed, model_fingerprint, project, unit_rows
+    from label.embed import embed, model_fingerprint, project, unit_rows
     from label.health import outliers
     from label.issues import score_labels
-    from label.neighbours import clusters, near_radius, nearest
+    from label.neighbours import clusters, near_radius
+    from label.partition import search
 
-    source = choose_source(run_dir, options.embeddings)
-    vectors, embedding = embed(run_dir, files, Path(options.cache_dir), options.batch_size, source)
+    vectors, embedding = embed(run_dir, files, Path(options.cache_dir), options.batch_size, options.embeddings)
     classes = tuple(sorted(images["label"].unique()))
     labels = images["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     # BLAS and OpenMP threads beyond the free cores make these steps many times slower, not faster
@@ -70,7 +72,8 @@ def _analyse(
         del vectors
         # the leading components carry the neighbourhoods; the search costs n^2 x its dimensions
         searched = reduced[:, : options.search_dims] if options.search_dims else reduced
-        indices, sims = nearest(unit_rows(searched), max(options.neighbours, options.similar))
+        wanted = max(options.neighbours, options.similar)
+        indices, sims, how = search(unit_rows(searched), wanted, options.exact_limit, options.probe, options.seed)
         radius = near_radius(sims, options.near_duplicate)
         cluster = clusters(indices, sims, radius, exact_groups(images["sha256"]), hashes, options.near_hash_bits)
         k = (indices[:, : options.neighbours], sims[:, : options.neighbours])
@@ -88,7 +91,12 @@ def _analyse(
     info = {
         "classes": list(classes),
         "model_sha1": model_fingerprint(run_dir),
-        "embedding": {**embedding, "dimensions": int(reduced.shape[1]), "search_dimensions": int(searched.shape[1])},
+        "embedding": {
+            **embedding,
+            "dimensions": int(reduced.shape[1]),
+            "search_dimensions": int(searched.shape[1]),
+            "search": how,
+        },
         "near_duplicate_radius": round(radius, 6),
         "outlier_distance": round(outlier_distance, 6),
         **label_summary(scores, labels, classes),
@@ -123,6 +131,8 @@ def find_issues(
         raise InputError(f"{out_dir} already holds a data version ({APPLIED}/): choose another --version")
     rows = read_manifest(manifest)
     images, left_out = usable_images(rows, images_dir, run_dir)
+    # pretrained or the run's own layer, settled (and a wrong choice refused) before any image is read
+    options = dataclasses.replace(options, embeddings=choose_source(run_dir, options.embeddings))
     skipped = {"not_stored": len(rows) - len(images) - len(left_out), **left_out["reason"].value_counts().to_dict()}
     if images.empty:
         raise InputError(f"{manifest} lists no stored image (left out: {skipped}); run `make download-images`")
