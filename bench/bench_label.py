@@ -206,11 +206,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def merge(logs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, float], dict[str, Any] | None]:
     """The rows, ceilings and scale result printed as JSON lines in ``logs`` (each run's output)."""
-    rows, ceiling, big = [], {}, None
+    rows, ceiling, big, seen = [], {}, None, set()
     for log in logs:
         for line in log.read_text(encoding="utf-8").splitlines():
             doc = json.loads(line) if line.startswith("{") else {}
-            if "setting" in doc:
+            if "setting" in doc and (doc["setting"], doc["seed"]) not in seen:  # runs may overlap in seeds
+                seen.add((doc["setting"], doc["seed"]))
                 rows.append(doc)
             elif "ceiling_seed" in doc:
                 ceiling[doc["ceiling_seed"]] = doc["test"]

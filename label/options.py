@@ -61,7 +61,7 @@ class LabelOptions:
     low_entropy: float = 3.0
     min_side: int = 64
     max_aspect: float = 3.0
-    grayscale: float = 4.0
+    grayscale: float = 1.0
     review_limit: int = 5000
     page_size: int = 48
     thumb_size: int = 128
