@@ -82,8 +82,8 @@ def report(rows: list[dict[str, Any]], ceiling: dict[int, float], big: dict[str,
             lines.append(f"Ceiling (trained on the true labels): {_ci(list(ceiling.values()))}")
         lines += [
             "",
-            "| noise | seeds | cleanlab defaults P / R / F1 | ours P / R / F1 | ours F1 | cleanlab F1 | test acc. before "
-            "| test acc. after | relabelled (right) | dropped (flipped) | targets |",
+            "| noise | seeds | cleanlab defaults P / R / F1 | ours P / R / F1 | ours F1 | cleanlab F1 "
+            "| test acc. before | test acc. after | relabelled (right) | dropped (flipped) | targets |",
             "|---|---:|---|---|---|---|---|---|---:|---:|---|",
         ]
     for setting in dict.fromkeys(r["setting"] for r in rows):
