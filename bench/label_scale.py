@@ -72,7 +72,7 @@ def scale(n: int, dims: int, classes: int, seed: int) -> dict[str, Any]:
     from label.partition import search
 
     vectors, labels, flipped = synthetic(n, dims, classes, seed)
-    options, times = LabelOptions(), {}
+    options, times = LabelOptions(), dict[str, float]()
     started = time.perf_counter()
 
     def lap(name: str) -> None:
