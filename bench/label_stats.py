@@ -73,17 +73,19 @@ def report(rows: list[dict[str, Any]], ceiling: dict[int, float], big: dict[str,
     lines = []
     if rows:
         seeds = sorted({r["seed"] for r in rows})
-        lines += [
+        lines.append(
             f"Planted noise, grocery store photos (train + validation, {rows[0]['images']} images, 43 classes); "
-            f"embeddings: {rows[0]['embedding']}; seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}; noise draw and "
-            f"training); mean [95% interval]; policy {rows[0]['policy']}",
-        ]
+            f"embeddings: {rows[0]['embedding']}; seeds {', '.join(map(str, seeds))} ({len(seeds)}; noise draw and "
+            f"training); mean [95% interval]; policy {rows[0]['policy']}"
+        )
         if ceiling:
             lines.append(f"Ceiling (trained on the true labels): {_ci(list(ceiling.values()))}")
         lines += [
             "",
-            "| noise | seeds | cleanlab defaults P / R / F1 | ours P / R / F1 | ours F1 | cleanlab F1 "
-            "| test acc. before | test acc. after | relabelled (right) | dropped (flipped) | targets |",
+            (
+                "| noise | seeds | cleanlab defaults P / R / F1 | ours P / R / F1 | ours F1 | cleanlab F1 "
+                "| test acc. before | test acc. after | relabelled (right) | dropped (flipped) | targets |"
+            ),
             "|---|---:|---|---|---|---|---|---|---:|---:|---|",
         ]
     for setting in dict.fromkeys(r["setting"] for r in rows):
@@ -92,10 +94,10 @@ def report(rows: list[dict[str, Any]], ceiling: dict[int, float], big: dict[str,
     if big:
         sec = ", ".join(f"{k} {v:.1f} s" for k, v in big["seconds"].items())
         c, o = big["cleanlab"], big["ours"]
-        lines += [
-            "",
+        lines.append("")
+        lines.append(
             f"Scale: {big['n']:,} synthetic embeddings x {big['dims']} dims ({big['dtype']}), {big['classes']} "
             f"classes, 10% flipped: {big['total_s']:.0f} s ({sec}), peak RSS {big['peak_rss_mb']:.0f} MB; search "
-            f"{big['search']}; F1 cleanlab {c['f1']:.2f}, ours {o['f1']:.2f}",
-        ]
+            f"{big['search']}; F1 cleanlab {c['f1']:.2f}, ours {o['f1']:.2f}"
+        )
     return "\n".join(lines)

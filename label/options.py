@@ -73,7 +73,7 @@ class LabelOptions:
     auto_drop: tuple[str, ...] = ("unreadable", "cross_class_duplicate", "low_information")
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "LabelOptions":
+    def from_config(cls, cfg: Config) -> LabelOptions:
         """Options from a loaded configuration (``{root}``-style placeholders in ``cache_dir`` expanded).
 
         Raises:

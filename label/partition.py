@@ -81,7 +81,7 @@ def search(unit: np.ndarray, k: int, exact_limit: int, probe: int, seed: int = 0
 
     if len(unit) <= exact_limit:
         return (*nearest(unit, k), "exact")
-    cells = int(round(np.sqrt(len(unit))))
+    cells = round(float(np.sqrt(len(unit))))
     indices, sims = nearest_partitioned(unit, k, cells, probe, seed)
     return indices, sims, f"partitioned ({cells} k-means cells, {probe} probed per cell)"
 

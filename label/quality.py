@@ -9,9 +9,9 @@ OpenCV cannot decode is flagged ``unreadable`` and kept out of the embedding pas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,7 +149,7 @@ def find_issues(
         **info,
         **summarise(table),
         "health": health(table),
-        "review": {"rows": int(min(len(review), options.review_limit)), "flagged": int(len(review))},
+        "review": {"rows": int(min(len(review), options.review_limit)), "flagged": len(review)},
         "seconds": round(time.perf_counter() - started, 2),
     }
     _write(out_dir, table, review.head(options.review_limit), left_out, summary, images_dir, options, config)
