@@ -98,9 +98,14 @@ def _pretrained(
     from train.embeddings import EmbeddingCache, embed_files
     from train.options import resume_options
 
+    from train.errors import WeightsUnavailable
+
     o = resume_options(run_dir)
     with precision_policy(o.mixed_precision) as policy:
-        backbone = build_backbone(o.backbone, o.image_size, o.weights)
+        try:
+            backbone = build_backbone(o.backbone, o.image_size, o.weights)
+        except WeightsUnavailable as exc:  # the run's weights are gone: say how to label without them
+            raise WeightsUnavailable(f"{exc}; or label this run on its own layer: label.embeddings=model") from exc
         meta = {
             "backbone": o.backbone,
             "image_size": o.image_size,
