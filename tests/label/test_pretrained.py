@@ -7,6 +7,7 @@ then finds every train and validation vector already cached under the key the fr
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from data.core.contracts import RUN_FILES
 from data.core.errors import ConfigError
 from label.options import LabelOptions
 from label.stage import find_issues
+from train.errors import WeightsUnavailable
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +26,11 @@ def test_a_transfer_run_is_labelled_on_its_pretrained_embeddings_from_the_traini
     from train.train import train
 
     cache = labelled.root / "cache" / "embeddings"
+    weights = tmp_path / "pretrained.weights.h5"  # a copy: removed at the end
+    shutil.copy(labelled.run_dir / RUN_FILES["backbone_weights"], weights)
     options = TrainOptions(
         backbone="tiny",
-        weights=str(labelled.run_dir / RUN_FILES["backbone_weights"]),
+        weights=str(weights),
         recipe="transfer",
         image_size=32,
         batch_size=16,
@@ -77,3 +81,14 @@ def test_a_transfer_run_is_labelled_on_its_pretrained_embeddings_from_the_traini
             LabelOptions(cache_dir=str(cache), embeddings="pretrained"),
         )
     assert not (tmp_path / "labels" / "t3").exists()
+
+    weights.unlink()  # the run's pretrained weights are gone: one clear error, and what to do instead
+    with pytest.raises(WeightsUnavailable, match="label.embeddings=model"):
+        find_issues(
+            run.run_dir,
+            labelled.manifest,
+            labelled.images,
+            tmp_path / "labels" / "t4",
+            LabelOptions(cache_dir=str(cache), workers=2, min_side=16),
+        )
+    assert not (tmp_path / "labels" / "t4").exists()
