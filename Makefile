@@ -17,8 +17,9 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install install-distributed lock lint test demo fetch-raw extract download-images validate-urls \
-        publish-kaggle train evaluate predict label apply-labels export serve \
-        eda visualise tensorboard bench bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale clean
+        publish-kaggle train train-text evaluate predict label apply-labels export serve \
+        eda visualise tensorboard bench bench-extract bench-download bench-train bench-text bench-scratch bench-transfer \
+        bench-serve bench-label bench-report bench-scale clean
 
 help: ## list the targets with a one-line description
 	@echo "Product-Categorization - catalogue -> image dataset -> trained classifier"
@@ -68,10 +69,13 @@ publish-kaggle: install ## publish the image dataset to Kaggle (ARGS=--dry-run t
 train: install ## train a classifier (from scratch with weights=none, transfer from pretrained weights otherwise)
 	$(PY) -m train.train $(CFG) $(ARGS)
 
+train-text: install ## train a title classifier on the catalogue's names (train.modality=text; run -> latest-text)
+	$(PY) -m train.train $(CFG) --set train.modality=text $(ARGS)
+
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)
 
-predict: install ## classify images with a run's model: make predict FILES="photo.jpg folder/" [ARGS=--run ID]
+predict: install ## classify images (and titles: a CSV with name[,path]) with a run's model: make predict FILES="photo.jpg folder/ titles.csv" [ARGS=--run ID]
 	$(PY) -m train.predict $(CFG) $(ARGS) $(FILES)
 
 label: install ## find mislabelled, duplicate and junk images with a run's model; writes a review page
@@ -95,7 +99,7 @@ visualise: install ## one offline HTML report of a training run (curves, confusi
 tensorboard: install ## open TensorBoard on the training runs (SET=paths.root=data/demo for the demo's; ARGS="--port 6007")
 	$(PY) -m train.tensorboard $(CFG) $(if $(ARGS),-- $(ARGS))
 
-bench: bench-extract bench-download bench-train bench-scratch bench-serve bench-label bench-report bench-scale ## run every benchmark (prints tables)
+bench: bench-extract bench-download bench-train bench-text bench-scratch bench-transfer bench-serve bench-label bench-report bench-scale ## run every benchmark (prints tables)
 
 bench-extract: install ## time make extract against the original pandas recipe on a full-size replica
 	$(PY) -m bench.bench_extract $(ARGS)
@@ -106,8 +110,14 @@ bench-download: install ## compare our downloader, the original recipe and img2d
 bench-train: install ## frozen phase: embedding cache vs full backbone forward every epoch
 	$(PY) -m bench.bench_train $(ARGS)
 
+bench-text: install ## title model on the real CSVs vs majority and the quick check; fusion on demo pairs; speed
+	$(PY) -m bench.bench_text $(ARGS)
+
 bench-scratch: install ## from scratch: make train (weights=none) vs the keras-io recipe, same time budget
 	$(PY) -m bench.bench_scratch $(ARGS)
+
+bench-transfer: install ## pretrained EfficientNet-Lite0 on the grocery photos: logreg floor, frozen, fine-tuned vs scratch
+	$(PY) -m bench.bench_transfer $(ARGS)
 
 bench-serve: install ## make serve's dynamic batching vs one model.predict per request; TFLite variants
 	$(PY) -m bench.bench_serve $(ARGS)

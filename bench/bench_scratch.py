@@ -145,9 +145,6 @@ def keras_io(args: argparse.Namespace, started: float, cpu: float) -> dict[str, 
 
 def make_train(args: argparse.Namespace, name: str, work: Path, started: float, cpu: float) -> dict[str, Any]:
     """``make train`` (through ``train.train.main``) with the contender's settings, then its test split."""
-    from train import train as train_cli
-    from train.evaluate import EvaluateOptions, evaluate
-
     sets = [
         f"paths.root={work / name}",
         f"train.images={args.images}",
@@ -161,13 +158,21 @@ def make_train(args: argparse.Namespace, name: str, work: Path, started: float, 
         sets += [f"train.learning_rate={args.learning_rate}", "train.patience=10"]
     else:  # the behaviour before the from-scratch recipe: the old defaults, frozen random backbone
         sets += ["train.recipe=transfer", "train.backbone=mobilenet_v3_small"]
+    return train_and_score(sets, work / name, args.images, started, cpu)
+
+
+def train_and_score(sets: list[str], root: Path, images: Path, started: float, cpu: float) -> dict[str, Any]:
+    """``make train --set ...`` (``paths.root`` = ``root``), timed; then ``make evaluate`` on the test split."""
+    from train import train as train_cli
+    from train.evaluate import EvaluateOptions, evaluate
+
     argv = [arg for item in sets for arg in ("--set", item)]
     if train_cli.main(argv) != 0:
-        raise SystemExit(f"{name}: make train failed")
+        raise SystemExit(f"{root.name}: make train failed")
     train_seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu
-    run_dir = next(p for p in (work / name / "runs").iterdir() if not p.name.startswith(".") and p.is_dir())
+    run_dir = next(p for p in (root / "runs").iterdir() if not p.name.startswith(".") and p.is_dir())
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    test = evaluate(run_dir, args.images, EvaluateOptions(gallery_size=8))
+    test = evaluate(run_dir, images, EvaluateOptions(gallery_size=8))
     history = metrics["history"]
     first = next(iter(metrics["phases"].values()))
     return {
@@ -178,6 +183,7 @@ def make_train(args: argparse.Namespace, name: str, work: Path, started: float, 
         "images_per_second": [round(r.get("images_per_second", 0.0), 1) for r in history],
         "input_pipeline": first.get("input_pipeline"),
         "screen_seconds": metrics["data"].get("screen_seconds"),
+        "phases": {k: {x: v.get(x) for x in ("epochs", "seconds", "best_epoch")} for k, v in metrics["phases"].items()},
     }
 
 
@@ -212,6 +218,12 @@ def _run_child(args: argparse.Namespace, name: str) -> dict[str, Any]:
     command += ["--images", str(args.images), "--work", str(args.work), "--budget-s", str(args.budget_s)]
     command += ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
     command += ["--learning-rate", str(args.learning_rate), "--keras-io-batch", str(args.keras_io_batch)]
+    return run_measured(command, out, name)
+
+
+def run_measured(command: list[str], out: Path, name: str) -> dict[str, Any]:
+    """Run a benchmark child process that writes its numbers as JSON to ``out``; adds its wall and CPU
+    seconds, peak RSS and the load average seen meanwhile (sampled every 10 s)."""
     loads: list[float] = []
     done = threading.Event()
 

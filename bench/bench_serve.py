@@ -1,18 +1,19 @@
 """Benchmark: make serve (dynamic batching) against a naive server (one ``model.predict`` per request).
 
-Trains a small model (the ``tiny`` backbone at ``--image-size`` px, a few epochs) on the sample product
-photos, exports it with ``make export``'s code, then for each contender starts the server in its own
-process, waits for ``/readyz``, and sends ``--requests`` single-image ``POST /predict`` requests (real JPEG
-bodies, cycled) at ``--concurrency`` from a separate client process (a bounded aiohttp client). Reports
-requests/s, p50/p95/p99 latency, 5xx and other failures, and the server's resident memory (when ready,
-at the end, and the peak), and beside it the TFLite variants' size, latency and accuracy delta from the
-model card.
+Trains a small model (the ``tiny`` backbone at ``--image-size`` px, a few epochs; ``--backbone
+efficientnet_lite0`` for the pretrained default, head only) on the sample product photos, exports it with
+``make export``'s code, then for each contender starts the server in its own process, waits for ``/readyz``,
+and sends ``--requests`` single-image ``POST /predict`` requests (real JPEG bodies, cycled) at
+``--concurrency`` from a separate client process (a bounded aiohttp client). Reports requests/s, p50/p95/p99
+latency, 5xx and other failures, and the server's resident memory (when ready, at the end, and the peak), and
+beside it the TFLite variants' size, latency and accuracy delta from the model card.
 
     naive      aiohttp, one ``model.predict(x[None])`` per request on a thread, same in-graph decoding
     batch=1    make serve with serve.max_batch_size=1 (the SavedModel, no batching)
     batched    make serve as configured (max_batch_size 32, batch_timeout 5 ms)
 
     make bench-serve   # or: .venv/bin/python -m bench.bench_serve --requests 10000 --concurrency 32
+    .venv/bin/python -m bench.bench_serve --backbone efficientnet_lite0 --image-size 224 --requests 1000
 """
 
 from __future__ import annotations
@@ -146,15 +147,16 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Any]:
     from train.train import train
 
     manifest = build_manifest(args.images, args.work)
+    pretrained = args.backbone != "tiny"
     options = TrainOptions(
-        backbone="tiny",
-        weights="none",
+        backbone=args.backbone,
+        weights="imagenet" if pretrained else "none",
         recipe="transfer",
         image_size=args.image_size,
         batch_size=16,
         epochs=args.epochs,
         fine_tune_epochs=0,
-        learning_rate=1e-2,
+        learning_rate=1e-3 if pretrained else 1e-2,
         patience=args.epochs,
         cache_dir=str(args.work / "cache"),
     )
@@ -254,7 +256,7 @@ def contend(name: str, run_dir: Path, args: argparse.Namespace) -> dict[str, Any
 def table(rows: list[dict[str, Any]], card: dict[str, Any], args: argparse.Namespace) -> str:
     """The two markdown tables."""
     lines = [
-        f"{args.requests} single-image POST /predict, concurrency {args.concurrency}, tiny backbone @ "
+        f"{args.requests} single-image POST /predict, concurrency {args.concurrency}, {args.backbone} backbone @ "
         f"{args.image_size} px, sample product JPEGs, client in a separate process, {os.cpu_count()} CPU cores shared",
         "",
         "| server | requests/s | p50 ms | p95 ms | p99 ms | 5xx | other failures | RSS ready / end / peak MiB |",
@@ -294,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=64, help="model input side (default 64: a 2-core box)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--backbone", default="tiny", help="tiny (random weights) or a pretrained one: efficientnet_lite0"
+    )
     parser.add_argument("--images", type=Path, default=SAMPLE, help="folder of class folders of photos")
     parser.add_argument("--only", default="naive,batch1,batched", help="contenders, comma-separated")
     parser.add_argument("--port", type=int, default=18501)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from deploy import title
 from deploy.images import ImageRejected
 from deploy.layout import BYTES_INPUT, BYTES_SIGNATURE, PIXELS_INPUT, PIXELS_SIGNATURE
 from deploy.model import ServedModel
@@ -125,6 +126,8 @@ async def predict(request: web.Request) -> web.Response:
     """``:predict``, in row or columnar format, for either signature."""
     service, model = _served(request)
     doc = await json_body(request)
+    if title.has_titles(doc):  # instances with a title, a photo or both (deploy/title.py)
+        return await title.predict_instances(request, doc)
     signature = doc.get("signature_name") or BYTES_SIGNATURE
     if signature == BYTES_SIGNATURE:
         values, row = _named(doc, BYTES_INPUT)

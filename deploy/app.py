@@ -15,6 +15,7 @@ from deploy import api, routes
 from deploy.images import ImageRejected
 from deploy.options import ServeOptions
 from deploy.service import SERVICE, ApiError, Service, error_response
+from deploy.title import TITLES, TitleModel
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def cors_middleware(origins: tuple[str, ...]):  # noqa: ANN201 (an aiohttp middl
     return cors
 
 
-def build_app(model_dir: Path, options: ServeOptions) -> web.Application:
+def build_app(model_dir: Path, options: ServeOptions, titles: TitleModel | None = None) -> web.Application:
     """The server for ``model_dir`` (``{exports}/<model>``); it starts answering before a version is loaded
     (``/readyz`` says 503 until then) and picks up new versions while it runs."""
     middlewares = [observe, errors, deadline]
@@ -118,6 +119,8 @@ def build_app(model_dir: Path, options: ServeOptions) -> web.Application:
         middlewares.insert(0, cors_middleware(options.cors_origins))
     app = web.Application(client_max_size=options.max_body_bytes, middlewares=middlewares)
     app[SERVICE] = Service(model_dir, options)
+    if titles is not None:  # titles answered too (deploy/title.py)
+        app[TITLES] = titles
     api.add_routes(app)
     routes.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from deploy import title
 from deploy.images import ImageRejected
 from deploy.service import SERVICE, ApiError, Service, error_response
 
@@ -74,7 +75,11 @@ async def predict_files(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     model = service.model(service.options.model_name)
     k = _top_k(request, service, len(model.classes))
+    if request.content_type == "application/json":  # a title and/or a base64 photo (deploy/title.py)
+        return await title.predict_json(request, k)
     files, multipart = await _files(request, service)
+    if multipart and any(name == title.TITLE_FIELD for name, _ in files):  # a title field beside any files
+        return await title.predict_form(request, files, k)
     results = await service.classify(model, [data for _, data in files])
     rows: list[dict[str, Any]] = []
     for (name, _), result in zip(files, results):
@@ -84,7 +89,7 @@ async def predict_files(request: web.Request) -> web.Response:
         probs, version = result
         order = probs.argsort(kind="stable")[::-1][:k]
         top = [{"class": model.classes[i], "score": round(float(probs[i]), 6)} for i in order]
-        rows.append({"file": name, "model_version": version, "top": top})
+        rows.append({"file": name, "source": "image", "model_version": version, "top": top})
     failed = [r for r in results if isinstance(r, ImageRejected)]
     if len(failed) == len(results):  # nothing classified: the request fails with the first reason
         extra = {"predictions": rows} if multipart else {}

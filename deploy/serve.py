@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from pathlib import Path
+from typing import Any
 
 from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS
@@ -43,6 +44,24 @@ def check_listen(host: str, port: int) -> None:
                 sock.bind(address)
             except OSError as exc:
                 raise InputError(_cannot_listen(host, port, exc)) from exc
+
+
+def _titles(cfg: Any) -> Any:
+    """The title model of ``fusion.text_run`` (with ``fusion.run``'s weight), or None when there is none."""
+    from data.core.config import options_from_section
+    from data.core.contracts import RUNS
+    from deploy.title import TitleModel
+    from train.fusion import FusionOptions
+
+    fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
+    try:
+        runs = cfg.path(RUNS)
+    except ConfigError:  # a configuration without runs: photos only
+        return None
+    titles = TitleModel.load(runs, fusion.text_run, fusion.run)
+    if titles is not None:
+        print(f"serve: titles answered by {titles.text_run} (photo weight {titles.image_weight} beside a title)")
+    return titles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             f"upload page: /; metrics: /metrics; Ctrl-C stops",
             flush=True,
         )
+        titles = _titles(cfg)
         try:
             web.run_app(
-                build_app(model_dir, options), host=options.host, port=options.port, print=None, access_log=None
+                build_app(model_dir, options, titles), host=options.host, port=options.port, print=None, access_log=None
             )
         except OSError as exc:  # taken between the check and the bind
             raise InputError(_cannot_listen(options.host, options.port, exc)) from exc

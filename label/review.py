@@ -73,6 +73,9 @@ def _item(row: Any, thumb: str | None, similar: list[dict[str, Any]]) -> dict[st
         "ckind": row.cluster_kind,
         "clabels": row.cluster_labels,
         "split": row.split,
+        "title": getattr(row, "title", "") or "",  # the product's name (label/title.py), "" when unknown
+        "tl": getattr(row, "title_label", "") or "",
+        "tp": _number(getattr(row, "title_prob", None)),
         "w": _number(row.width, 0),
         "h": _number(row.height, 0),
     }

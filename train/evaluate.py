@@ -133,6 +133,10 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         options: split, batch size, gallery size, number of confused pairs, bad-image policy.
     """
     check_options(options)
+    from train.text import is_text_run
+
+    if is_text_run(run_dir):  # a title run (make train-text): train/text_run.py scores it
+        return _evaluate_text(run_dir, options)
     predictor = Predictor.load(run_dir)
     data = ImageDataSet.from_run(run_dir, images_dir)
     rows, skipped = _usable_rows(data, options, run_dir.name)
@@ -162,6 +166,23 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
     png = confusion_png(np.asarray(report["confusion_matrix"]), predictor.classes, f"{options.split} confusion matrix")
     log_png(run_dir / "logs" / options.split, "confusion_matrix", png, step=0)
     log.info("evaluation written to %s", target)
+    return report
+
+
+def _evaluate_text(run_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
+    """The image evaluation's files for a title run (no gallery: there are no images)."""
+    from train.text_run import evaluate_text
+
+    report, predictions = evaluate_text(run_dir, options.split, options.top_confused)
+    target = output_dir(run_dir, options.split)
+    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
+    try:
+        _write_outputs(work, report, predictions, tuple(report["per_class"]), run_dir, 0)
+        (work / "gallery.png").unlink(missing_ok=True)
+        replace_dir(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return report
 
 

@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = config_from_args(args)
         options = predict_options(cfg.section("predict"), args)
+        from train.predict_titles import is_title_input, predict_titles
+
+        if any(is_title_input(i) for i in args.inputs):  # titles, with or without photos: train/predict_titles.py
+            return predict_titles(cfg, options, args.inputs, args.out)
         run_dir = resolve_run(cfg.path(RUNS), options.run)
         check_run(run_dir)  # before the files are decoded
         out = check_out(args.out or run_dir / "predictions.csv")

@@ -64,8 +64,8 @@ def resolve_run(runs_dir: Path, ref: str | Path = LATEST) -> Path:
         RunNotFound: with a message for the user when no such run folder exists.
     """
     ref = str(ref)
-    if ref == LATEST:
-        pointer = runs_dir / LATEST
+    if ref == LATEST or (ref.startswith(LATEST + "-") and (runs_dir / ref).is_file()):  # latest-text, latest-fusion
+        pointer = runs_dir / ref
         if not pointer.is_file():
             raise RunNotFound(f"no training run yet: {pointer} does not exist (run `make train` first)")
         ref = pointer.read_text(encoding="utf-8").strip()

@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir = cfg.path(RUNS)
         resume = resolve_resume(runs_dir, args.resume) if args.resume else None
         options = resume_options(resume, args.overrides) if resume else TrainOptions.from_config(cfg)
+        if options.modality != "image":  # titles (train/text_run.py) or titles fused with photos (train/fusion.py)
+            from train.modality import train_modality
+
+            return train_modality(cfg, options, args.run_id)
         manifest, images = cfg.path(MANIFEST.path_key), cfg.path(IMAGES)
         if options.label_version and not options.images:  # the corrected data version of make apply-labels
             manifest = applied_manifest(cfg.path(LABELS), options.label_version)

@@ -13,6 +13,7 @@ import pytest
 from data.core.config import REPO_ROOT
 from deploy.serve import main
 from tests.deploy.support import MODEL, call, photo, wait_until
+from tests.helpers.signals import default_sigint
 
 
 def _config(tmp_path) -> str:
@@ -47,7 +48,13 @@ def test_serve_runs_until_interrupted(exported, tmp_path):
     command += ["--model-dir", str(exported.version_dir.parent), "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     try:
         url = f"http://127.0.0.1:{port}"

@@ -17,6 +17,7 @@ from data.core.config import REPO_ROOT
 from data.download.stage import download_images
 from data.download.shards import Columns
 from tests.helpers.image_server import FaultyImageServer, decodes, fast_options, write_input
+from tests.helpers.signals import default_sigint
 
 REPO = REPO_ROOT
 COLUMNS = ("id", "image", "category")  # not the default names: the CLI must be told
@@ -87,9 +88,15 @@ def _command(source: Path, out: Path, tmp: Path) -> list[str]:
 
 
 def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )  # its own process group: the signal reaches its workers too
+    return subprocess.Popen(  # its own process group: the signal reaches its workers too
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
 
 
 def _wait_for_shards(proc: subprocess.Popen, state: Path, count: int) -> None:

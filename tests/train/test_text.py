@@ -1,0 +1,140 @@
+"""The title model: a real text run on a toy catalogue, the gate, the split rules, make evaluate, fusion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.core.contracts import CATALOGUE
+from data.core.errors import StageError
+from train.evaluate import EvaluateOptions, evaluate
+from train.fusion import choose_weight, compare, fuse
+from train.options import TrainOptions
+from train.runs import resolve_run
+from train.text import TextModel, TextOptions, normalise_title
+from train.text_run import LATEST_TEXT, train_text
+
+# Each class has its own words; every title also gets shared filler words, so it must learn which matter.
+VOCAB = {
+    "Electronics_and_Appliances": ["television", "laptop", "charger", "speaker", "refrigerator"],
+    "Fashion": ["shirt", "jeans", "kurta", "saree", "sneakers"],
+    "sports_fitness": ["dumbbell", "yoga", "cricket", "treadmill", "badminton"],
+}
+FILLER = ["new", "pack", "black", "premium", "for", "men", "women", "with", "set", "large"]
+
+
+def write_catalogue(path: Path, titles: list[str], labels: list[str]) -> Path:
+    """A catalogue.parquet with every column of the contract (as make extract writes it)."""
+    n = len(titles)
+    frame = pd.DataFrame({c: [""] * n for c in CATALOGUE.columns})
+    frame["key"] = [f"k{i:05d}" for i in range(n)]
+    frame["url"] = [f"https://example.invalid/{i}.jpg" for i in range(n)]
+    frame["name"], frame["label"] = titles, labels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def toy_titles(per_class: int = 40, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    titles, labels = [], []
+    for label, words in VOCAB.items():
+        for n in range(per_class):
+            parts = [*rng.choice(FILLER, 3), rng.choice(words), f"model{rng.integers(1_000_000)}"]
+            rng.shuffle(parts)
+            titles.append(" ".join(parts))
+            labels.append(label)
+    return titles, labels
+
+
+def test_a_text_run_learns_a_separable_catalogue_and_make_evaluate_scores_it(tmp_path):
+    catalogue = write_catalogue(tmp_path / "catalogue.parquet", *toy_titles())
+    result = train_text(catalogue, tmp_path / "runs", TrainOptions(), TextOptions(hash_bits=14))
+    run = result.run_dir
+    for name in ("classes.json", "split.csv", "metrics.json", "options.json", "text_model.pkl"):
+        assert (run / name).is_file(), name
+    assert resolve_run(tmp_path / "runs", LATEST_TEXT) == run
+    assert not (tmp_path / "runs" / "latest").exists()  # latest stays the photo runs' pointer
+    metrics = result.metrics
+    assert metrics["validation"]["accuracy"] >= 0.9 and metrics["sanity"]["passed"]
+    report = evaluate(run, tmp_path, EvaluateOptions())
+    assert report["accuracy"] >= 0.9 and report["modality"] == "text" and report["sanity"]["passed"]
+    assert json.loads((run / "evaluation" / "metrics.json").read_text())["samples"] == report["samples"]
+    predictions = pd.read_csv(run / "evaluation" / "predictions.csv")
+    assert {"key", "name", "label", "predicted", "confidence"} <= set(predictions.columns)
+    model = TextModel.load(run)
+    probs = model.predict_proba(["cricket bat premium", "slim fit jeans"])
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert [model.classes[i] for i in probs.argmax(axis=1)] == ["sports_fitness", "Fashion"]
+
+
+def test_the_gate_fires_on_a_constant_model(tmp_path):
+    # Titles without a clue and a regularisation so strong that only the intercept is left: one answer for all.
+    rng = np.random.default_rng(0)
+    titles = [" ".join(rng.choice(FILLER, 4)) + f" item{i}" for i in range(90)]
+    labels = ["Electronics_and_Appliances"] * 50 + ["Fashion"] * 20 + ["sports_fitness"] * 20
+    catalogue = write_catalogue(tmp_path / "catalogue.parquet", titles, labels)
+    text = TextOptions(hash_bits=12, regularization=1e-4, balanced=False)
+    result = train_text(catalogue, tmp_path / "runs", TrainOptions(), text)
+    sanity = result.metrics["sanity"]
+    assert not sanity["passed"] and sanity["most_predicted_share"] == 1.0
+    with pytest.raises(StageError):  # strict: the command fails, latest-text is not moved
+        train_text(catalogue, tmp_path / "runs2", TrainOptions(strict=True), text)
+    assert not (tmp_path / "runs2" / LATEST_TEXT).exists()
+
+
+def test_duplicate_titles_stay_in_one_split(tmp_path):
+    titles, labels = toy_titles(per_class=20)
+    titles += [t.upper() + "  " for t in titles[:30]]  # the same titles, other case and spacing
+    labels += labels[:30]
+    catalogue = write_catalogue(tmp_path / "catalogue.parquet", titles, labels)
+    result = train_text(catalogue, tmp_path / "runs", TrainOptions(), TextOptions(hash_bits=12, distinct=False))
+    split = pd.read_csv(result.run_dir / "split.csv")
+    grouped = split.groupby(split["name"].map(normalise_title))["split"]
+    assert len(split) == 90 and grouped.nunique().max() == 1 and grouped.size().max() == 2
+    assert set(split["split"]) == {"train", "validation", "test"}
+    distinct = train_text(catalogue, tmp_path / "runs", TrainOptions(), TextOptions(hash_bits=12))
+    assert distinct.metrics["data"]["left_out"]["duplicate_title"] == 30
+
+
+def test_refusals_name_the_input(tmp_path):
+    one_class = write_catalogue(tmp_path / "one.parquet", ["a b c"] * 5, ["Fashion"] * 5)
+    with pytest.raises(StageError, match="two classes"):
+        train_text(one_class, tmp_path / "runs", TrainOptions(), TextOptions())
+    with pytest.raises(StageError, match="hash_bits"):
+        train_text(one_class, tmp_path / "runs", TrainOptions(), TextOptions(hash_bits=40))
+    assert not (tmp_path / "runs").exists()
+
+
+def _planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four classes: the photo sees classes 0-1 well and guesses 2-3, the title the other way round."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    image, text = (rng.dirichlet(np.ones(4), n).astype(np.float32) for _ in range(2))
+    for probs, good in ((image, y < 2), (text, y >= 2)):
+        sure = good & (rng.random(n) < 0.9)
+        probs[sure] = 0.6 * np.eye(4, dtype=np.float32)[y[sure]] + 0.4 * probs[sure]
+    return y, image, text
+
+
+def test_fusion_is_never_worse_than_the_better_source_on_a_planted_case():
+    classes = ("a", "b", "c", "d")
+    yv, iv, tv = _planted(400, 0)
+    yt, it, tt = _planted(400, 1)
+    weight = choose_weight(yv, iv, tv)
+    assert 0 < weight < 1
+    for y, image, text in ((yv, iv, tv), (yt, it, tt)):
+        scores = compare(y, image, text, weight, classes)
+        best = max(scores["image"]["accuracy"], scores["text"]["accuracy"])
+        assert scores["fusion"]["accuracy"] >= best + 0.05  # each source fixes the other's blind half
+    # one useless source: the weight goes to the other, and the fusion is not dragged down
+    useless = np.full_like(iv, 0.25)
+    assert (
+        compare(yv, iv, useless, choose_weight(yv, iv, useless), classes)["fusion"]["accuracy"]
+        >= (compare(yv, iv, useless, 1.0, classes)["image"]["accuracy"])
+    )
+    assert np.allclose(fuse(iv, tv, 1.0), iv / iv.sum(axis=1, keepdims=True), atol=1e-5)

@@ -1,0 +1,187 @@
+"""``train.modality = both``: late fusion of a title run and a photo run, the weight chosen on validation.
+
+    python -m train.train --set train.modality=both [--set fusion.image_run=latest fusion.text_run=latest-text]
+
+Fused probabilities are a weighted geometric mean, ``p ~ p_image**w * p_text**(1 - w)``, renormalised; ``w``
+runs over a grid from 0 (title alone) to 1 (photo alone) and the one with the best validation accuracy is kept
+(a mix only when it beats both sources; then the lowest log-loss), so on validation the fusion is never below
+the better source. Rows are the
+photo run's validation and test rows whose product has a title in ``{catalogue}``, less those whose title
+the text run trained on (that would flatter the title). Writes ``{runs}/<id>-fusion/`` (``fusion.json``,
+``metrics.json`` with what each source and the fusion score on validation and test, ``classes.json``,
+``split.csv``, ``config.resolved.json``) and points ``{runs}/latest-fusion`` at it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.core.config import Config
+from data.core.contracts import CATALOGUE, RUN_FILES
+from data.core.errors import InputError
+from data.core.io import atomic_write_bytes, write_json
+from train.errors import DataSetError
+from train.metrics import classification_report
+from train.runs import TrainResult, new_run_id, resolve_run, run_folder, run_images_dir
+
+log = logging.getLogger(__name__)
+
+FUSION_FILE = "fusion.json"
+LATEST_FUSION = "latest-fusion"
+WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
+
+
+@dataclass(frozen=True)
+class FusionOptions:
+    """The ``[fusion]`` section of data/config.toml."""
+
+    image_run: str = "latest"
+    text_run: str = "latest-text"
+    run: str = "latest-fusion"  # the fusion run whose weight make predict and make serve use
+
+
+def align(probs: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """``probs`` over classes ``source`` re-ordered to ``target`` (a class the source lacks gets 0)."""
+    out = np.zeros((probs.shape[0], len(target)), np.float32)
+    where = {c: i for i, c in enumerate(source)}
+    for j, name in enumerate(target):
+        if name in where:
+            out[:, j] = probs[:, where[name]]
+    return out
+
+
+def fuse(image: np.ndarray, text: np.ndarray, weight: float) -> np.ndarray:
+    """The weighted geometric mean of two probability tables (same class order), renormalised."""
+    logp = weight * np.log(np.clip(image, 1e-7, 1.0)) + (1.0 - weight) * np.log(np.clip(text, 1e-7, 1.0))
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _score(y: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    accuracy = float((probs.argmax(axis=1) == y).mean()) if len(y) else 0.0
+    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)).mean()) if len(y) else 0.0
+    return accuracy, loss
+
+
+def choose_weight(y: np.ndarray, image: np.ndarray, text: np.ndarray) -> float:
+    """The grid weight with the best accuracy on ``y``; a mix only when it is more accurate than both sources
+    alone (a tie goes to the single source: fewer choices fitted to one split), then the lowest log-loss."""
+    best: tuple[float, bool, float, float] | None = None
+    for w in WEIGHTS:
+        accuracy, loss = _score(y, fuse(image, text, w))
+        key = (-accuracy, 0.0 < w < 1.0, loss, w)
+        if best is None or key < best:
+            best = key
+    return float(best[3]) if best else 0.5
+
+
+def compare(y: np.ndarray, image: np.ndarray, text: np.ndarray, weight: float, classes: Sequence[str]) -> dict:
+    """Accuracy and macro-F1 of each source and of the fusion on the same rows."""
+    out = {}
+    for name, probs in (("image", image), ("text", text), ("fusion", fuse(image, text, weight))):
+        report = classification_report(y, probs, classes)
+        out[name] = {k: report[k] for k in ("samples", "accuracy", "macro_f1", "loss")}
+    return out
+
+
+def paired_rows(image_run: Path, text_run: Path, catalogue: Path) -> pd.DataFrame:
+    """The photo run's rows with a title, less the titles the text run trained on (key, path, label, split, name)."""
+    from train.text import normalise_title
+
+    split = pd.read_csv(image_run / RUN_FILES["split"], dtype={"key": str})
+    names = CATALOGUE.read(catalogue, "make extract", columns=("key", "name"))
+    if "name" not in names:
+        raise DataSetError(f"{catalogue} has no name column: fusion needs the titles")
+    rows = split.merge(names.drop_duplicates("key"), on="key", how="inner")
+    rows = rows[rows["name"].fillna("").str.strip().ne("")]
+    text_split = pd.read_csv(text_run / RUN_FILES["split"], dtype={"name": str}, keep_default_na=False)
+    seen = {normalise_title(t) for t in text_split.loc[text_split["split"] == "train", "name"]}
+    held_out = ~rows["name"].map(normalise_title).isin(seen) & rows["split"].isin(["validation", "test"])
+    return rows[held_out].reset_index(drop=True)
+
+
+def _probabilities(rows: pd.DataFrame, image_run: Path, text_run: Path, images_dir: Path) -> tuple:
+    from train.predict import Predictor
+    from train.text import TextModel
+
+    predictor, text = Predictor.load(image_run), TextModel.load(text_run)
+    image = predictor.predict_files([images_dir / p for p in rows["path"]])
+    titles = align(text.predict_proba(rows["name"].tolist()), text.classes, predictor.classes)
+    return predictor.classes, image, titles
+
+
+def train_fusion(
+    runs_dir: Path,
+    catalogue: Path,
+    images_dir: Path,
+    options: FusionOptions,
+    *,
+    run_id: str | None = None,
+    config: Config | None = None,
+) -> TrainResult:
+    """Choose the fusion weight of two runs on validation and save it as a fusion run."""
+    from train.text import is_text_run
+
+    image_run, text_run = resolve_run(runs_dir, options.image_run), resolve_run(runs_dir, options.text_run)
+    if not is_text_run(text_run) or is_text_run(image_run):
+        raise InputError(
+            f"fusion.text_run must name a text run and fusion.image_run a photo run ({text_run}, {image_run})"
+        )
+    rows = paired_rows(image_run, text_run, catalogue)
+    if not rows["split"].eq("validation").any():
+        raise DataSetError(f"no validation row of {image_run.name} has a title the text run did not train on")
+    classes, image, text = _probabilities(rows, image_run, text_run, run_images_dir(image_run, images_dir))
+    index = {c: i for i, c in enumerate(classes)}
+    y = rows["label"].map(index).to_numpy(np.int64)
+    val, test = rows["split"].eq("validation").to_numpy(), rows["split"].eq("test").to_numpy()
+    weight = choose_weight(y[val], image[val], text[val])
+    metrics = {
+        "modality": "both",
+        "image_run": image_run.name,
+        "text_run": text_run.name,
+        "image_weight": weight,
+        "validation": compare(y[val], image[val], text[val], weight, classes),
+        "test": compare(y[test], image[test], text[test], weight, classes) if test.any() else {},
+    }
+    run_id = run_id or new_run_id("fusion", runs_dir)
+    with run_folder(runs_dir, run_id, None) as folder:
+        doc = {"image_run": str(image_run.resolve()), "text_run": str(text_run.resolve()), "image_weight": weight}
+        write_json(folder.work / FUSION_FILE, {**doc, "classes": list(classes)})
+        write_json(folder.work / RUN_FILES["classes"], list(classes))
+        rows[["key", "path", "label", "split", "name"]].to_csv(folder.work / RUN_FILES["split"], index=False)
+        if config is not None:
+            config.save(folder.work)
+        write_json(folder.work / RUN_FILES["metrics"], {"run_id": run_id, **metrics})
+    atomic_write_bytes(runs_dir / LATEST_FUSION, (run_id + "\n").encode("utf-8"))
+    return TrainResult(folder.final, {"run_id": run_id, **metrics})
+
+
+def read_fusion(run_dir: Path) -> dict[str, Any]:
+    """A fusion run's ``fusion.json`` (image_run, text_run, image_weight, classes)."""
+    path = run_dir / FUSION_FILE
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no {FUSION_FILE}: is it a fusion run? (make train SET=train.modality=both)")
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def summary_lines(result: TrainResult) -> list[str]:
+    """What ``make train`` prints for a fusion run."""
+    m = result.metrics
+    lines = [
+        f"run: {result.run_dir}  (fusion of {m['image_run']} and {m['text_run']}, photo weight {m['image_weight']})"
+    ]
+    for split in ("validation", "test"):
+        for name, s in m.get(split, {}).items():
+            lines.append(
+                f"{split} {name:>6}: accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ({s['samples']} rows)"
+            )
+    return lines
