@@ -117,7 +117,7 @@ def knn_vote(
     (non-negative) cosine similarity, and ``fallback`` (the out-of-fold opinion) adds ``KNN_PRIOR`` votes,
     so an image without voters keeps the out-of-fold probabilities.
     """
-    n, classes = fallback.shape
+    n = fallback.shape[0]
     weights = np.where(cluster[indices] != cluster[:, None], np.maximum(sims, 0.0), 0.0)
     votes = KNN_PRIOR * fallback
     rows = np.arange(n)

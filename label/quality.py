@@ -1,16 +1,17 @@
-"""Image-quality flags with OpenCV: very dark or light, blurry, low information, odd size or aspect.
+"""Image-quality flags with OpenCV: very dark or light, blurry, low information, odd size or aspect, grayscale.
 
-Each image is read once in grey, scaled so that its shorter side is :data:`MEASURE_SIDE` pixels (so the
+Each image is read once in colour, scaled so that its shorter side is :data:`MEASURE_SIDE` pixels (so the
 blur measure does not depend on the stored size), and measured: mean and standard deviation of the grey
-levels, variance of the Laplacian (sharpness) and the entropy of the 256-bin histogram, in bits. An image
+levels, variance of the Laplacian (sharpness), the entropy of the 256-bin histogram, in bits, and the
+colourfulness (mean spread between a pixel's largest and smallest channel, 0 for a grey picture). An image
 OpenCV cannot decode is flagged ``unreadable`` and kept out of the embedding pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -20,9 +21,9 @@ from tqdm import tqdm
 from label.options import LabelOptions
 
 MEASURE_SIDE = 128
-MEASURES = ("brightness", "contrast", "sharpness", "entropy", "width", "height")
+MEASURES = ("brightness", "contrast", "sharpness", "entropy", "colourfulness", "width", "height")
 HASH_SIDE = 8  # the difference hash compares 9 x 8 grey pixels: 64 bits
-FLAGS = ("unreadable", "dark", "light", "blurry", "low_information", "odd_size", "odd_aspect")
+FLAGS = ("unreadable", "dark", "light", "blurry", "low_information", "odd_size", "odd_aspect", "grayscale")
 
 
 def difference_hash(grey: np.ndarray) -> int:
@@ -38,19 +39,22 @@ def difference_hash(grey: np.ndarray) -> int:
 
 def measure(path: Path) -> tuple[float, ...] | None:
     """``MEASURES`` of one image file and its difference hash, or None when OpenCV cannot decode it."""
-    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if grey is None or grey.size == 0:
+    colour = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if colour is None or colour.size == 0:
         return None
-    height, width = grey.shape
+    height, width = colour.shape[:2]
     scale = MEASURE_SIDE / min(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    small_colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    small = cv2.cvtColor(small_colour, cv2.COLOR_BGR2GRAY)
+    # a grey photo saved as RGB keeps its channels equal up to JPEG's chroma rounding (a level or two)
+    colourfulness = float((small_colour.max(axis=2).astype(np.int16) - small_colour.min(axis=2)).mean())
     mean, std = (float(v[0][0]) for v in cv2.meanStdDev(small))
     sharpness = float(cv2.Laplacian(small, cv2.CV_64F).var())
     counts = np.bincount(small.ravel(), minlength=256).astype(np.float64)
     share = counts[counts > 0] / counts.sum()
     entropy = float(-(share * np.log2(share)).sum())
-    return mean, std, sharpness, entropy, float(width), float(height), difference_hash(small)
+    return mean, std, sharpness, entropy, colourfulness, float(width), float(height), difference_hash(small)
 
 
 def measure_all(files: Sequence[Path], workers: int) -> pd.DataFrame:
@@ -100,4 +104,5 @@ def quality_flags(
     )
     flags["odd_size"] = readable & (np.minimum(width, height) < options.min_side)
     flags["odd_aspect"] = readable & (aspect > options.max_aspect)
+    flags["grayscale"] = readable & (measures["colourfulness"].to_numpy() < options.grayscale)
     return flags

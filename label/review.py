@@ -1,8 +1,10 @@
 """The review page: one self-contained ``review.html`` (inline CSS and JavaScript, the data as inline JSON)
 and small JPEG thumbnails in ``thumbs/`` beside it, so it opens offline from the file system.
 
-The page (``label/review_template.html``) pages through the flagged images; per image or per duplicate
-cluster the reviewer chooses keep, relabel (to the suggested or any label) or drop, with keyboard shortcuts.
+The page (``label/review_template.html``) pages through the flagged images, filtered by issue type and label;
+per image, per duplicate cluster or per group of look-alikes ("more like this": an image's nearest neighbours
+in embedding space, flagged or not, with their thumbnails) the reviewer chooses keep, relabel (to the
+suggested or any label) or drop, with keyboard shortcuts.
 Decisions live in the browser's localStorage under the label version's name, so they survive paging and
 reloads, and "save decisions" downloads them as ``decisions.json`` for ``make apply-labels``.
 """
@@ -48,9 +50,11 @@ def _number(value: Any, digits: int = 3) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
 
 
-def _item(row: Any, thumb: str | None) -> dict[str, Any]:
+def _item(row: Any, thumb: str | None, similar: list[dict[str, Any]]) -> dict[str, Any]:
     """One flagged image as the page's JavaScript reads it (short keys: the page may hold thousands)."""
     return {
+        "sim": similar,
+        "out": _number(getattr(row, "outlier_score", None)),
         "key": row.key,
         "thumb": thumb,
         "path": row.path,
@@ -77,8 +81,29 @@ def _item(row: Any, thumb: str | None) -> dict[str, Any]:
     }
 
 
-def page_data(review: pd.DataFrame, thumbs: list[str | None], summary: dict[str, Any], options: LabelOptions) -> dict:
-    """Everything the page shows: the version, the classes, the counts and one item per flagged image."""
+def page_data(
+    review: pd.DataFrame,
+    thumbs: dict[str, str | None],
+    summary: dict[str, Any],
+    options: LabelOptions,
+    lookup: pd.DataFrame | None = None,
+) -> dict:
+    """Everything the page shows: the version, the classes, the counts and one item per flagged image.
+
+    Args:
+        review: the flagged images, most urgent first.
+        thumbs: the thumbnail of each key (None where the image could not be read).
+        summary: the version's summary.json.
+        options: page size and how many look-alikes an item lists.
+        lookup: every image of the version by key (its label), for the look-alikes; default ``review``.
+    """
+    labels = (lookup if lookup is not None else review.set_index("key"))["label"]
+    items = []
+    for row in review.itertuples(index=False):
+        similar = [
+            {"k": k, "t": thumbs.get(k), "l": str(labels.get(k, ""))} for k in _similar_keys(row, options.similar)
+        ]
+        items.append(_item(row, thumbs.get(row.key), similar))
     return {
         "version": summary["version"],
         "run": summary["run"],
@@ -86,9 +111,16 @@ def page_data(review: pd.DataFrame, thumbs: list[str | None], summary: dict[str,
         "counts": summary["counts"],
         "images": summary["images"],
         "flagged": summary["review"]["flagged"],
+        "health": summary.get("health", {}).get("data_set"),
         "page_size": options.page_size,
-        "items": [_item(row, thumb) for row, thumb in zip(review.itertuples(index=False), thumbs)],
+        "items": items,
     }
+
+
+def _similar_keys(row: Any, limit: int) -> list[str]:
+    """An image's nearest neighbours (keys), at most ``limit``."""
+    keys = getattr(row, "similar_keys", "") or ""
+    return [k for k in str(keys).split("|") if k][:limit]
 
 
 def render(data: dict[str, Any]) -> str:
@@ -101,17 +133,33 @@ def render(data: dict[str, Any]) -> str:
 
 
 def write_review(
-    out_dir: Path, review: pd.DataFrame, images_dir: Path, summary: dict[str, Any], options: LabelOptions
+    out_dir: Path,
+    review: pd.DataFrame,
+    images_dir: Path,
+    summary: dict[str, Any],
+    options: LabelOptions,
+    table: pd.DataFrame | None = None,
 ) -> Path:
-    """Write ``review.html`` and ``thumbs/`` into ``out_dir``; returns the page's path."""
-    names = [f"{i:06d}.jpg" for i in range(len(review))]
-    sources = [images_dir / p for p in review["path"]]
+    """Write ``review.html`` and ``thumbs/`` into ``out_dir``; returns the page's path.
+
+    Thumbnails are made for the flagged images and for their look-alikes (``label.similar`` each), which
+    ``table`` (every image of the version; default ``review``) locates.
+    """
+    lookup = (table if table is not None else review).drop_duplicates("key").set_index("key")
+    wanted = list(
+        dict.fromkeys(
+            [*review["key"], *(k for row in review.itertuples() for k in _similar_keys(row, options.similar))]
+        )
+    )
+    wanted = [k for k in wanted if k in lookup.index]
+    names = [f"{i:06d}.jpg" for i in range(len(wanted))]
+    sources = [images_dir / p for p in lookup.loc[wanted, "path"]]
     targets = [out_dir / THUMBS / n for n in names]
     (out_dir / THUMBS).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
         jobs = pool.map(lambda st: thumbnail(st[0], st[1], options.thumb_size), zip(sources, targets))
         made = list(tqdm(jobs, total=len(names), desc="thumbnails", unit="img", leave=False))
-    thumbs = [f"{THUMBS}/{n}" if ok else None for n, ok in zip(names, np.asarray(made, bool))]
+    thumbs = {k: (f"{THUMBS}/{n}" if ok else None) for k, n, ok in zip(wanted, names, np.asarray(made, bool))}
     page = out_dir / "review.html"
-    atomic_write_bytes(page, render(page_data(review, thumbs, summary, options)).encode("utf-8"))
+    atomic_write_bytes(page, render(page_data(review, thumbs, summary, options, lookup)).encode("utf-8"))
     return page

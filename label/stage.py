@@ -12,11 +12,13 @@ review's decisions into a new data version (label/apply.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,8 @@ from data.core.contracts import APPLIED, CATALOGUE, IMAGES, ISSUES, LABELS, MANI
 from data.core.errors import ConfigError, InputError
 from data.core.io import staged_dir, write_json
 from label.duplicates import describe_clusters, exact_groups
+from label.embed import choose_source
+from label.health import class_imbalance, health
 from label.inputs import check_version_name, class_difference, new_version, read_manifest, usable_images
 from label.options import LabelOptions
 from label.quality import measure_all, quality_flags
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 LEFT_OUT = "left_out.csv"  # stored rows the stage could not use, with the reason
 _UNREADABLE_FILL = {"cluster": -1, "cluster_size": 1, "cluster_kind": "", "cluster_labels": "", "cross_class": False}
 _UNREADABLE_FILL.update({"cross_split": False, "label_issue": False, "cleanlab_default": False, "knn_voters": 0})
+_UNREADABLE_FILL.update({"outlier": False})
 
 
 @dataclass(frozen=True)
@@ -50,16 +55,16 @@ class LabelResult:
 def _analyse(
     run_dir: Path, images: pd.DataFrame, files: Sequence[Path], hashes: np.ndarray, options: LabelOptions
 ) -> tuple[pd.DataFrame, dict]:
-    """Embeddings, neighbours, duplicate clusters and label scores of the readable images."""
+    """Embeddings, neighbours, duplicate clusters, outliers and label scores of the readable images."""
     from threadpoolctl import threadpool_limits
 
     from label.embed import embed, model_fingerprint, project, unit_rows
+    from label.health import outliers
     from label.issues import score_labels
-    from label.neighbours import clusters, near_radius, nearest
-    from train.predict import Predictor
+    from label.neighbours import clusters, near_radius
+    from label.partition import search
 
-    predictor = Predictor.load(run_dir)
-    vectors, cache_stats = embed(predictor, files, Path(options.cache_dir), options.batch_size)
+    vectors, embedding = embed(run_dir, files, Path(options.cache_dir), options.batch_size, options.embeddings)
     classes = tuple(sorted(images["label"].unique()))
     labels = images["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     # BLAS and OpenMP threads beyond the free cores make these steps many times slower, not faster
@@ -68,22 +73,33 @@ def _analyse(
         del vectors
         # the leading components carry the neighbourhoods; the search costs n^2 x its dimensions
         searched = reduced[:, : options.search_dims] if options.search_dims else reduced
-        indices, sims = nearest(unit_rows(searched), options.neighbours)
+        wanted = max(options.neighbours, options.similar)
+        indices, sims, how = search(unit_rows(searched), wanted, options.exact_limit, options.probe, options.seed)
         radius = near_radius(sims, options.near_duplicate)
         cluster = clusters(indices, sims, radius, exact_groups(images["sha256"]), hashes, options.near_hash_bits)
-        scores = score_labels(reduced, labels, cluster, (indices, sims), len(classes), options)
+        k = (indices[:, : options.neighbours], sims[:, : options.neighbours])
+        scores = score_labels(reduced, labels, cluster, k, len(classes), options)
+    outlier_score, outlier, outlier_distance = outliers(k[1], options.outlier_iqr)
     keys = images["key"].to_numpy()
     columns = pd.concat(
         [describe_clusters(images.reset_index(drop=True), cluster), label_columns(scores, labels, classes)], axis=1
     )
+    columns["outlier"], columns["outlier_score"] = outlier, outlier_score.round(4)
+    columns["similar_keys"] = ["|".join(row) for row in keys[indices[:, : options.similar]]]
     if indices.shape[1]:
         columns["nearest_key"], columns["nearest_similarity"] = keys[indices[:, 0]], sims[:, 0].round(4)
     columns.index = images.index
     info = {
         "classes": list(classes),
         "model_sha1": model_fingerprint(run_dir),
-        "embedding": {**cache_stats, "dimensions": int(reduced.shape[1]), "search_dimensions": int(searched.shape[1])},
+        "embedding": {
+            **embedding,
+            "dimensions": int(reduced.shape[1]),
+            "search_dimensions": int(searched.shape[1]),
+            "search": how,
+        },
         "near_duplicate_radius": round(radius, 6),
+        "outlier_distance": round(outlier_distance, 6),
         **label_summary(scores, labels, classes),
     }
     return columns, info
@@ -118,6 +134,8 @@ def find_issues(
         raise InputError(f"{out_dir} already holds a data version ({APPLIED}/): choose another --version")
     rows = read_manifest(manifest)
     images, left_out = usable_images(rows, images_dir, run_dir)
+    # pretrained or the run's own layer, settled (and a wrong choice refused) before any image is read
+    options = dataclasses.replace(options, embeddings=choose_source(run_dir, options.embeddings))
     skipped = {"not_stored": len(rows) - len(images) - len(left_out), **left_out["reason"].value_counts().to_dict()}
     if images.empty:
         raise InputError(f"{manifest} lists no stored image (left out: {skipped}); run `make download-images`")
@@ -143,7 +161,8 @@ def find_issues(
         "manifest_rows_left_out": {**skipped, "listed_in": LEFT_OUT},
         **info,
         **summarise(table),
-        "review": {"rows": int(min(len(review), options.review_limit)), "flagged": int(len(review))},
+        "health": health(table),
+        "review": {"rows": int(min(len(review), options.review_limit)), "flagged": len(review)},
         "seconds": round(time.perf_counter() - started, 2),
     }
     _write(out_dir, table, review.head(options.review_limit), left_out, summary, images_dir, options, config)
@@ -160,12 +179,13 @@ def _issue_table(
     measures = measure_all(files, options.workers)
     table = pd.concat([images, measures.drop(columns="unreadable")], axis=1)
     table = pd.concat([table, quality_flags(measures, images["orig_width"], images["orig_height"], options)], axis=1)
+    table = table.join(class_imbalance(images["label"], options.imbalance))
     readable = ~table["unreadable"].to_numpy()
     kept = [f for f, ok in zip(files, readable) if ok]
     columns, info = _analyse(run_dir, images[readable], kept, table["dhash"].to_numpy()[readable], options)
     table = table.join(columns)
     table = table.fillna({k: v for k, v in _UNREADABLE_FILL.items() if k in table}).infer_objects()
-    for column in ("suggested_label", "oof_label", "knn_label", "nearest_key"):
+    for column in ("suggested_label", "oof_label", "knn_label", "nearest_key", "similar_keys"):
         if column in table:
             table[column] = table[column].fillna("")
     return pd.concat([table, issue_columns(table, options)], axis=1), info
@@ -188,7 +208,7 @@ def _write(
         table[list(ISSUES.columns)].to_parquet(tmp / ISSUES.file_name, index=False)
         write_json(tmp / "summary.json", summary)
         left_out.to_csv(tmp / LEFT_OUT, index=False)
-        write_review(tmp, review, images_dir, summary, options)
+        write_review(tmp, review, images_dir, summary, options, table)
 
 
 def _cli_value(section: dict[str, Any], key: str, given: str | None, default: str) -> str:

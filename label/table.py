@@ -79,8 +79,8 @@ def _clusters(table: pd.DataFrame) -> dict[str, Any]:
     first = members.drop_duplicates("cluster")
     largest = first.sort_values("cluster").head(10)
     return {
-        "clusters": int(len(first)),
-        "images_in_clusters": int(len(members)),
+        "clusters": len(first),
+        "images_in_clusters": len(members),
         "exact_clusters": int((first["cluster_kind"] == "exact").sum()),
         "near_clusters": int((first["cluster_kind"] == "near").sum()),
         "cross_class_clusters": int(first["cross_class"].sum()),
@@ -96,9 +96,9 @@ def summarise(table: pd.DataFrame) -> dict[str, Any]:
     """Counts by issue type and by class, suggested actions, duplicate clusters and quality measures."""
     by_class = {}
     for name, rows in table.groupby("label", sort=True):
-        by_class[str(name)] = {"images": int(len(rows)), **{k: v for k, v in _counts_by_type(rows).items() if v}}
+        by_class[str(name)] = {"images": len(rows), **{k: v for k, v in _counts_by_type(rows).items() if v}}
     return {
-        "images": int(len(table)),
+        "images": len(table),
         "flagged": int((table["issue_type"] != "").sum()),
         "counts": _counts_by_type(table),
         "suggested_actions": {a: int((table["action"] == a).sum()) for a in ACTIONS},

@@ -149,6 +149,7 @@ ISSUES = Table(
         *("nearest_similarity", "cluster", "cluster_size", "cluster_kind", "cluster_labels", "cross_class"),
         *("cross_split", "unreadable", "dark", "light", "blurry", "low_information", "odd_size", "odd_aspect"),
         *("brightness", "contrast", "sharpness", "entropy", "width", "height", "dhash"),
+        *("outlier", "outlier_score", "grayscale", "colourfulness", "class_imbalance", "class_share", "similar_keys"),
         *("title", "title_label", "title_prob", "title_disagrees"),  # label/title.py: the title's opinion
     ),
     required=("key", "path", "label", "issue_type", "issues", "action", "suggested_label", "suggested_prob"),

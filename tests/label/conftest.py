@@ -1,6 +1,8 @@
 """A real labelled data set for the label tests: synthetic product photos with planted flips, one
 placeholder image under three classes, a dark photo and an unreadable file; a tiny model really trained on
-it; and one ``make label`` run (the Python entry point) shared by the tests of this folder."""
+it; and one ``make label`` run (the Python entry point) shared by the tests of this folder. Added after
+training (as a catalogue grows): a grayscale copy of a photo, an off-topic picture (noise) among a class,
+and a class with a single image."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ class Labelled:
     unreadable: str
     dark: str
     version_dir: Path
+    grey: str = "greycopy"
+    off_topic: str = "offtopic"
+    rare: tuple[str, str] = ("rarephoto", "Rare")
 
 
 def placeholder_jpeg(size: int = 48) -> bytes:
@@ -71,6 +76,19 @@ def _plant_flips(manifest: Path, seed: int = 7) -> dict[str, str]:
     return truth
 
 
+def _add_planted(manifest: Path) -> None:
+    """A grayscale copy of a stored photo, an off-topic picture (coloured noise) and a one-image class."""
+    from develop.synthetic import draw_product_image
+
+    photo = cv2.imdecode(np.frombuffer(encode_jpeg(draw_product_image(2, seed=99, size=40)), np.uint8), 1)
+    grey = cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    noise = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    rare = draw_product_image(1, seed=77, size=40)
+    files = [("greycopy", CLASSES[2], encode_jpeg(grey)), ("offtopic", CLASSES[0], encode_jpeg(noise))]
+    (manifest.parent / "Rare").mkdir(exist_ok=True)
+    _add_file_rows(manifest, [*files, ("rarephoto", "Rare", encode_jpeg(rare))])
+
+
 def build_labelled(root: Path) -> Labelled:
     """Write the data set under ``root``, train the model and run ``make label`` once (version ``v1``)."""
     from label.options import LabelOptions
@@ -100,6 +118,7 @@ def build_labelled(root: Path) -> Labelled:
     # A file that went bad after training (a truncated copy): the label stage must survive it.
     _add_file_rows(manifest, [("brokenfile", CLASSES[5], b"\xff\xd8 not a jpeg"), ("gonefile", CLASSES[6], b"x")])
     (manifest.parent / CLASSES[6] / "gonefile.jpg").unlink()  # listed as stored, file gone
+    _add_planted(manifest)
     label_options = LabelOptions(cache_dir=str(root / "cache" / "embeddings"), workers=2, min_side=16)
     version = find_issues(
         result.run_dir, manifest, manifest.parent, root / "processed" / "v1" / "labels" / "v1", label_options

@@ -81,3 +81,47 @@ def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp
     assert set(labelled.placeholders) | {first_page[0]} <= set(changes.index[changes["action"] == "drop"])
     assert changes.at[third, "new_label"] == relabel_to or relabel_to == table.set_index("key").at[third, "label"]
     assert not kept or first_page[1] not in changes.index  # keep changes nothing
+
+
+def test_more_like_this_shows_the_neighbours_and_decides_them_at_once(labelled, tmp_path):
+    exe = chromium_or_skip()
+    table = pd.read_parquet(labelled.version_dir / "issues.parquet")
+    summary = json.loads((labelled.version_dir / "summary.json").read_text())
+    page_dir = tmp_path / "review"
+    options = LabelOptions(page_size=6, workers=2, similar=4)
+    write_review(page_dir, order_for_review(table), labelled.images, summary, options, table)
+    by_key = table.set_index("key")
+    with Browser(exe, download_dir=tmp_path / "downloads") as browser:
+        page = browser.open((page_dir / "review.html").as_uri())
+        page.wait_for("document.querySelectorAll('#grid .card').length === 6")
+        issues = page.evaluate("[...document.querySelectorAll('#filter-issue option')].map(o => o.value)")
+        assert {"outlier", "grayscale", "class_imbalance"} <= set(issues), issues  # a filter for each new type
+        _filter(page, "grayscale")
+        assert labelled.grey in page.evaluate(CARD_KEYS)
+        _filter(page, "outlier")
+        assert labelled.off_topic in page.evaluate(CARD_KEYS)
+
+        key = page.evaluate(CARD_KEYS)[0]
+        assert page.evaluate("getComputedStyle(document.querySelector('#grid .card .similar')).display") == "none"
+        page.press("m")  # more like this: the focused card's nearest neighbours, with thumbnails and labels
+        panel = "document.querySelector('#grid .card .similar')"
+        assert page.evaluate(f"getComputedStyle({panel}).display") == "block"
+        shown = page.evaluate(f"[...{panel}.querySelectorAll('figure')].map(f => f.dataset.key)")
+        assert shown == by_key.at[key, "similar_keys"].split("|")[:4]
+        page.wait_for(f"[...{panel}.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)")
+        labels = page.evaluate(f"[...{panel}.querySelectorAll('figure span')].map(s => s.textContent)")
+        assert labels == [by_key.at[k, "label"] for k in shown]
+
+        page.press("l")  # undecided: the look-alikes keep what they had (nothing)
+        assert page.evaluate(STORED) == 0
+        page.press("d")
+        page.press("l")  # the same decision for the image and every look-alike shown
+        stored = page.evaluate("JSON.parse(localStorage.getItem('label-review:v1'))")
+        assert set(stored) == {key, *shown} and all(d["action"] == "drop" for d in stored.values())
+        assert page.evaluate(f"{panel}.querySelectorAll('figure.d-drop').length") == len(shown)
+        page.click("#save")
+        saved = browser.wait_download("decisions.json")
+        page.screenshot(tmp_path / "similar.png")
+        assert page.console_errors == []
+    decisions = check_decisions(read_decisions(saved), saved, table["key"], summary["classes"], "v1")
+    assert {k for k, d in decisions.items() if d.action == "drop"} == {key, *shown}

@@ -65,9 +65,38 @@ def test_label_writes_one_row_per_stored_image_and_finds_the_planted_issues(labe
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == len(table) and summary["counts"]["cross_class_duplicate"] == 3
     assert summary["counts"]["label"] == int(table["label_issue"].sum())
-    assert len(summary["noise_matrix"]["matrix"]) == len(summary["classes"]) == 7
+    assert len(summary["noise_matrix"]["matrix"]) == len(summary["classes"]) == 8  # 7 and the one-image class
     assert summary["duplicates"]["cross_class_clusters"] >= 1 and summary["review"]["rows"] == summary["flagged"]
-    assert len(list((out / "thumbs").glob("*.jpg"))) == summary["review"]["rows"] - 1  # the broken file has none
+    # a thumbnail for every flagged image but the broken file, and for their look-alikes
+    assert len(list((out / "thumbs").glob("*.jpg"))) >= summary["review"]["rows"] - 1
+
+
+def test_outliers_grayscale_copies_and_starved_classes_are_flagged_and_health_adds_up(labelled):
+    table = pd.read_parquet(labelled.version_dir / "issues.parquet").set_index("key")
+    summary = json.loads((labelled.version_dir / "summary.json").read_text())
+    shown = table[["label", "outlier_score", "colourfulness", "class_share", "issues"]]
+    assert table.at[labelled.grey, "grayscale"] and "grayscale" in table.at[labelled.grey, "issues"], shown
+    colourful = table.drop(index=[labelled.grey, *labelled.placeholders, labelled.dark, labelled.unreadable])
+    assert not colourful["grayscale"].any(), colourful[colourful["grayscale"]]
+    assert table.at[labelled.off_topic, "outlier"], shown.sort_values("outlier_score").head(8)
+    # a tiny model trained for seconds spreads some classes wide: the noise picture is among the three least
+    # typical images, and the flags stay few
+    assert labelled.off_topic in table["outlier_score"].nsmallest(3).index, shown.sort_values("outlier_score").head(8)
+    assert table["outlier"].sum() <= 0.08 * len(table), shown[table["outlier"]]
+    rare_key, rare_label = labelled.rare
+    assert table["class_imbalance"].sum() == 1 and table.at[rare_key, "class_imbalance"], shown
+    assert summary["health"]["imbalanced_classes"] == [rare_label]
+    for kind in ("outlier", "grayscale", "class_imbalance", "odd_aspect"):
+        assert summary["counts"][kind] == int(table[kind].sum()), kind
+
+    health = summary["health"]
+    classes = health["by_class"]
+    assert sum(c["images"] for c in classes.values()) == health["images"] == len(table)
+    assert sum(c["label_issues"] for c in classes.values()) == health["label_issues"] == int(table["label_issue"].sum())
+    weighted = sum(c["images"] * c["health"] for c in classes.values()) / health["images"]
+    assert abs(weighted - health["data_set"]) < 1e-3 and 0.0 <= health["data_set"] <= 1.0
+    assert health["data_set"] == round(1 - table["label_issue"].mean(), 4)
+    assert summary["embedding"]["source"] == "model"  # a from-scratch run: its own penultimate layer
 
 
 def test_a_second_run_reads_every_embedding_from_the_cache(labelled):
@@ -103,11 +132,13 @@ def test_the_command_lines_label_and_apply_the_automatic_policy(labelled):
     version = labelled.root / "processed" / "v1" / "labels" / "cli"
     assert json.loads((version / "config.resolved.json").read_text())["overrides"][1] == "label.workers=2"
 
-    proc = _run("label.apply", *common, "--set", "label.auto_threshold=0.5")
+    # the one-image class cannot be trained on: dropped with the junk (class_imbalance in auto_drop)
+    drop = "label.auto_drop=[unreadable,cross_class_duplicate,low_information,class_imbalance]"
+    proc = _run("label.apply", *common, "--set", "label.auto_threshold=0.5", "--set", drop)
     assert proc.returncode == 0, proc.stderr
     new = pd.read_parquet(version / "applied" / "manifest.parquet")
     assert (new["label_version"] == "cli").all()
-    assert new.set_index("key").loc[list(labelled.placeholders), "status"].eq("dropped").all()
+    assert new.set_index("key").loc[[*labelled.placeholders, labelled.rare[0]], "status"].eq("dropped").all()
     assert f"make train SET=train.label_version={version.name}" in proc.stdout
 
     # make train SET=train.label_version=<it>: the dropped images are not trained on
@@ -141,6 +172,7 @@ def test_apply_round_trip_writes_a_new_version_that_trains(labelled, tmp_path):
     decisions = {k: {"action": "relabel", "label": labelled.flipped[k]} for k in flipped}
     decisions[labelled.placeholders[0]] = {"action": "drop"}
     decisions[labelled.dark] = {"action": "keep"}
+    decisions[labelled.rare[0]] = {"action": "drop"}  # a one-image class cannot be split for training
     path = tmp_path / "decisions.json"
     path.write_text(json.dumps({"label_version": "v1", "decisions": decisions}))
     result = apply_labels(labelled.version_dir, labelled.manifest, path, LabelOptions())
@@ -153,7 +185,7 @@ def test_apply_round_trip_writes_a_new_version_that_trains(labelled, tmp_path):
     assert new.at[labelled.placeholders[0], "status"] == "dropped"
     assert new.at[labelled.dark, "label"] == old.at[labelled.dark, "label"]
     changes = pd.read_csv(result.out_dir / "changes.csv").set_index("key")
-    assert sorted(changes.index) == sorted([*flipped, labelled.placeholders[0]])
+    assert sorted(changes.index) == sorted([*flipped, labelled.placeholders[0], labelled.rare[0]])
     assert changes.at[flipped[0], "old_label"] == old.at[flipped[0], "label"]
     assert changes.at[flipped[0], "new_label"] == labelled.flipped[flipped[0]]
     assert changes.at[labelled.placeholders[0], "action"] == "drop" and result.counts["relabel"] == 2
