@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from data.core.contracts import RUN_FILES
+from data.core.io import file_sha256
 from deploy.layout import BYTES_INPUT, BYTES_SIGNATURE, PIXELS_INPUT, PIXELS_SIGNATURE
 
 # what deploy/graph.py does to an image inside the SavedModel
@@ -17,15 +17,6 @@ PREPROCESSING = (
     "to {size}x{size}, float 0-255 (the model rescales inside)"
 )
 VALIDATION_KEYS = ("accuracy", "top3_accuracy", "macro_f1", "loss", "samples")
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_file(path: Path) -> dict[str, Any]:

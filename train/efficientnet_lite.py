@@ -21,8 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from data.core.io import file_sha256
 from train.errors import WeightsUnavailable
-from train.lite_weights import VARIANTS, Variant, sha256_of, source_file
+from train.lite_weights import VARIANTS, Variant, source_file
 
 BN_EPSILON = 1e-3
 STEM_WIDTH, HEAD_WIDTH = 32, 1280
@@ -151,7 +152,7 @@ def imagenet_weights(name: str, source: Path | None = None) -> Path:
 
     variant = VARIANTS[name]
     source = source or source_file(name)
-    digest = sha256_of(source)
+    digest = file_sha256(source)
     if digest != variant.sha256:
         raise WeightsUnavailable(
             f"{source} has sha256 {digest[:16]}..., not the {variant.sha256[:16]}... of the published "

@@ -5,7 +5,6 @@ Kept free of TensorFlow so that ``make train`` can refuse a missing package befo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +53,3 @@ def source_file(name: str) -> Path:
             "with --set train.weights=none"
         )
     return path
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -4,6 +4,7 @@ one way for a run to own a folder (an exclusive lock the kernel drops when the p
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,15 @@ from typing import IO, Any, Callable, Iterator, Protocol
 from data.core.errors import BusyError, InputError
 
 FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _refuse_special(target: Path) -> None:

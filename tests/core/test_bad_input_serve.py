@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from data.core.config import REPO_ROOT
-from tests.deploy.support import call, wait_until
+from tests.deploy.support import call, wait_served
 from tests.helpers.bad_input import run_stage
 
 pytestmark = pytest.mark.slow
@@ -61,15 +61,7 @@ def live(tiny_run, tmp_path_factory) -> Iterator[Live]:
         assert found and found.group(1) != "0", banner  # port 0: the port the system chose, not 0
         port = int(found.group(1))
         url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert process.poll() is None, process.communicate()[1][-2000:]
-            try:
-                return call(url + "/readyz")[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=180, what="the served model")
+        wait_served(process, url, 180)
         run_dir = root / "runs" / (root / "runs" / "latest").read_text().strip()
         classes = json.loads((run_dir / "classes.json").read_text())
         photo = sorted((root / "processed" / "v1" / "images").glob("*/*.jpg"))[0].read_bytes()

@@ -81,6 +81,20 @@ def wait_until(predicate: Any, timeout: float = 60, what: str = "condition") -> 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def wait_served(process: Any, url: str, timeout: float) -> None:
+    """Wait until the server ``process`` (a ``subprocess.Popen``) answers ``/readyz`` with 200; fail with its
+    stderr if it exits first."""
+
+    def ready() -> bool:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        try:
+            return call(url + "/readyz")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=timeout, what="the served model")
+
+
 def copy_version(source: Path, model_dir: Path, version: int) -> Path:
     """Drop a version in as a deployment would: copied beside, then renamed into place whole."""
     hidden = model_dir / f".incoming-{version}"

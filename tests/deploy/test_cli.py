@@ -12,7 +12,7 @@ import pytest
 
 from data.core.config import REPO_ROOT
 from deploy.serve import main
-from tests.deploy.support import MODEL, call, photo, wait_until
+from tests.deploy.support import MODEL, call, photo, wait_served
 from tests.helpers.signals import default_sigint
 
 
@@ -58,15 +58,7 @@ def test_serve_runs_until_interrupted(exported, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert process.poll() is None, process.communicate()[1][-2000:]
-            try:
-                return call(url + "/readyz")[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=120, what="the served model")
+        wait_served(process, url, 120)
         status, _, body = call(url + "/predict", photo(), "image/jpeg")
         assert status == 200 and body["model"] == MODEL
         process.send_signal(signal.SIGINT)
