@@ -106,6 +106,25 @@ def run(body: Callable[[], int | None]) -> int:
         )
         return 2
     except KeyboardInterrupt:
-        print("interrupted: outputs written so far are complete; run the same command again to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except SystemError as exc:
+        if not _caused_by_ctrl_c(exc):
+            raise
+        return _interrupted()
     return int(code or 0)
+
+
+def _interrupted() -> int:
+    print("interrupted: outputs written so far are complete; run the same command again to resume", file=sys.stderr)
+    return 130
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Ctrl-C that lands while TensorFlow's C++ code is running surfaces as ``SystemError: ... returned a
+    result with an exception set`` whose cause is the KeyboardInterrupt (seen on an export's SavedModel)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
