@@ -45,6 +45,7 @@ class TrainOptions:
     label_version: str = ""
     image_size: int = 224
     head: str = "auto"
+    head_c: float = 1.0
     batch_size: int = 32
     epochs: int = 20
     fine_tune_epochs: int = 5
@@ -135,6 +136,8 @@ def _check_numbers(options: TrainOptions) -> None:
     for key in ("learning_rate", "fine_tune_learning_rate"):
         if not 0 < getattr(options, key) <= 1:
             raise ConfigError(f"train.{key} = {getattr(options, key)} must be above 0 and at most 1")
+    if not options.head_c > 0:
+        raise ConfigError(f"train.head_c = {options.head_c} must be above 0 (scikit-learn's C; smaller = stronger L2)")
     if not 0 <= options.seed < 2**32:
         raise ConfigError(f"train.seed = {options.seed} must be from 0 to 2**32 - 1")
 

@@ -19,12 +19,17 @@ from train.backbones import unfreeze_top, weights_fingerprint
 from train.callbacks import WarmupCosine
 from train.embeddings import EmbeddingCache, embed_files
 from train.fitting import PhaseContext, fit_phase, load_weights
+from train.linear_probe import fit_linear_head, is_linear, log_solved
 from train.model import compile_model
 from train.pipeline import vector_dataset
 
 
 def frozen_on_cache(ctx: PhaseContext, backbone: keras.Model, head: keras.Model) -> dict[str, Any]:
-    """Phase 1, fast path: embed every image once (cached on disk), train the head on the vectors."""
+    """Phase 1, fast path: embed every image once (cached on disk), train the head on the vectors.
+
+    The ``linear`` head is solved exactly (a logistic regression, ``train/linear_probe.py``); other heads
+    train with Adam and early stopping on the validation loss.
+    """
     o = ctx.options
     started = time.perf_counter()
     cache = EmbeddingCache(
@@ -42,6 +47,18 @@ def frozen_on_cache(ctx: PhaseContext, backbone: keras.Model, head: keras.Model)
     )
     embedding_seconds = time.perf_counter() - started
     compile_model(head, o.learning_rate)
+    if is_linear(head):  # a convex problem: solve it rather than stop a descent early (train/linear_probe.py)
+        splits = ((vectors[:n_train], ctx.data.labels("train")), (vectors[n_train:], ctx.data.labels("validation")))
+        record = fit_linear_head(head, splits, ctx.data.class_weights(), o.head_c, o.seed)
+        log_solved(ctx.checkpoints / "history.jsonl", ctx.run_dir / "logs", record)
+        return {
+            "mode": "embedding_cache",
+            "head": "solved",
+            "iterations": record["iterations"],
+            "cache_dir": str(cache.dir),
+            "embedding_seconds": round(embedding_seconds, 3),
+            "cache": stats,
+        }
     train_ds = vector_dataset(
         vectors[:n_train], ctx.data.labels("train"), classes, ctx.global_batch, shuffle=True, seed=o.seed
     )

@@ -1,0 +1,71 @@
+"""The linear head solved on cached vectors: the same model as scikit-learn's logistic regression."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from train.linear_probe import ABSENT_LOGIT, fit_linear_head, is_linear, log_solved
+from train.model import build_head, compile_model
+
+
+def _blobs(n: int, classes: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    centres = rng.normal(0, 2, (classes, dims))
+    return (centres[labels] + rng.normal(0, 1, (n, dims))).astype(np.float32), labels
+
+
+def _head(dims: int, classes: int, kind: str = "linear"):
+    return compile_model(build_head(dims, classes, kind), 1e-3)
+
+
+def test_solved_head_predicts_what_scikit_learn_predicts() -> None:
+    x, y = _blobs(300, 4, 16, seed=0)
+    xv, yv = _blobs(60, 4, 16, seed=0)
+    weights = {0: 1.0, 1: 2.0, 2: 0.5, 3: 1.0}
+    head = _head(16, 4)
+    record = fit_linear_head(head, ((x, y), (xv, yv)), weights, c=0.5, seed=0)
+    expected = LogisticRegression(C=0.5, max_iter=5000, tol=1e-6).fit(x, y, sample_weight=[weights[i] for i in y])
+    probs = head.predict(xv, verbose=0)
+    np.testing.assert_allclose(probs, expected.predict_proba(xv), atol=1e-4)
+    assert record["val_accuracy"] == pytest.approx(float((probs.argmax(1) == yv).mean()))
+    assert record["iterations"] > 0 and record["loss"] > 0
+
+
+def test_a_class_without_training_images_is_never_predicted() -> None:
+    x, y = _blobs(200, 3, 8, seed=1)
+    head = _head(8, 5)  # classes 3 and 4 appear in no training row
+    fit_linear_head(head, ((x, y), (x[:0], y[:0])), {}, c=1.0, seed=0)
+    kernel, bias = head.get_layer("head_logits").get_weights()
+    assert not kernel[:, 3:].any() and (bias[3:] == ABSENT_LOGIT).all()
+    assert set(head.predict(x, verbose=0).argmax(1)) <= {0, 1, 2}
+
+
+def test_two_classes_and_one_class() -> None:
+    x, y = _blobs(100, 2, 8, seed=2)
+    two = _head(8, 3)
+    fit_linear_head(two, ((x, y), (x, y)), {}, c=1.0, seed=0)
+    expected = LogisticRegression(C=1.0, max_iter=5000, tol=1e-6).fit(x, y).predict_proba(x)
+    np.testing.assert_allclose(two.predict(x, verbose=0)[:, :2], expected, atol=1e-4)
+    one = _head(8, 3)
+    fit_linear_head(one, ((x, np.full(100, 2)), (x, y)), {}, c=1.0, seed=0)
+    assert (one.predict(x, verbose=0).argmax(1) == 2).all()
+
+
+def test_only_the_linear_head_is_solved() -> None:
+    assert is_linear(build_head(8, 3, "linear"))
+    assert not is_linear(build_head(8, 3, "original")) and not is_linear(build_head(8, 3, "deep"))
+
+
+def test_the_solved_head_is_logged_as_one_epoch(tmp_path) -> None:
+    record = {"epoch": 1, "seconds": 0.1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.7, "val_accuracy": 0.8}
+    log_solved(tmp_path / "checkpoints" / "history.jsonl", tmp_path / "logs", record)
+    line = json.loads((tmp_path / "checkpoints" / "history.jsonl").read_text())
+    assert line == {"phase": "frozen", **record}
+    assert list((tmp_path / "logs" / "train").glob("events.*")) and list(
+        (tmp_path / "logs" / "validation").glob("events.*")
+    )
