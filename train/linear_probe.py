@@ -19,6 +19,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from train.errors import TrainingDiverged
+
 ABSENT_LOGIT = -30.0  # a class with no training image is never predicted (its weights stay 0)
 
 
@@ -68,6 +70,11 @@ def fit_linear_head(
     from train.pipeline import vector_dataset
 
     (x_train, y_train), (x_val, y_val) = splits
+    if not np.isfinite(x_train).all():
+        raise TrainingDiverged(
+            "the frozen backbone's embeddings of the training images hold NaN or infinite values: check "
+            "train.weights (a damaged weights file?) and train.mixed_precision; no run was saved and latest was not moved"
+        )
     num_classes = head.output_shape[-1]
     started = time.perf_counter()
     weights = np.asarray([class_weights.get(int(label), 1.0) for label in y_train], np.float64)

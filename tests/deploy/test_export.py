@@ -83,7 +83,13 @@ def test_tflite_variants_are_written_measured_and_run(exported, trained):
     pixels = np.stack([decode_square(tf.constant(str(f)), 32).numpy() for f in files])
     keras_probs = Predictor.load(trained.run_dir).predict_arrays(pixels)
     for name, row in rows.items():
-        assert row["accepted"] and row["latency_ms"] > 0
+        # the rule: refused exactly when its accuracy drops by more than allowed (the tiny model's random
+        # backbone features are not robust to full-integer quantisation, so full_int8 may be refused here)
+        assert row["accepted"] == (row["accuracy_drop"] <= 0.02) and row["latency_ms"] > 0
+        assert row["accepted"] or name == "full_int8", name
+        if not row["accepted"]:  # measured, then not written
+            assert "file" not in row and not list(exported.version_dir.glob(f"*{name}*")), row
+            continue
         content = (exported.version_dir / row["file"]).read_bytes()
         assert len(content) == row["bytes"]
         with warnings.catch_warnings():

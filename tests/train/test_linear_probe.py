@@ -69,3 +69,16 @@ def test_the_solved_head_is_logged_as_one_epoch(tmp_path) -> None:
     assert list((tmp_path / "logs" / "train").glob("events.*")) and list(
         (tmp_path / "logs" / "validation").glob("events.*")
     )
+
+
+def test_non_finite_embeddings_are_refused_not_fitted() -> None:
+    from train.errors import TrainingDiverged
+
+    x, y = _blobs(40, 2, 8, seed=3)
+    x[5, 2] = np.nan
+    head = _head(8, 2)
+    before = [w.copy() for w in head.get_layer("head_logits").get_weights()]
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        fit_linear_head(head, ((x, y), (x, y)), {}, c=1.0, seed=0)
+    for old, new in zip(before, head.get_layer("head_logits").get_weights()):
+        np.testing.assert_array_equal(old, new)
