@@ -73,7 +73,8 @@ def fit_linear_head(
     if not np.isfinite(x_train).all():
         raise TrainingDiverged(
             "the frozen backbone's embeddings of the training images hold NaN or infinite values: check "
-            "train.weights (a damaged weights file?) and train.mixed_precision; no run was saved and latest was not moved"
+            "train.weights (a damaged weights file?) and train.mixed_precision; no run was saved and latest was "
+            "not moved"
         )
     num_classes = head.output_shape[-1]
     started = time.perf_counter()
