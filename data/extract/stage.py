@@ -11,9 +11,6 @@ import csv
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +23,10 @@ from data.core.cli import run, stage_parser
 from data.core.config import config_from_args, options_from_section
 from data.core.contracts import CATALOGUE, DROPPED, url_key
 from data.core.errors import InputError
-from data.core.io import write_json
+from data.core.io import staged_files, write_json, write_parquet
 from data.extract.csv_reader import COLUMNS, FileRead
 from data.extract.read import read_all, read_whole
-from data.extract.write import build_catalogue, write_parquet
+from data.extract.write import build_catalogue
 from data.extract.text import clean_category
 from data.extract.report import _report, _unusable_rows, format_summary
 from data.extract.transform import REASONS, Triage, classify, dropped_table
@@ -178,7 +175,8 @@ def extract(options: ExtractOptions) -> dict:
         problems = "; ".join(f"{r.file}: {r.error}" for r in reads[:5])
         raise ExtractError(f"none of the {len(reads)} CSV files in {options.raw_dir} can be used ({problems})")
     refused = options.fail_on_unmapped and bool((triage.code == REASONS.index("unmapped_category")).any())
-    with _staging(options.out_dir, write=not refused) as staging:
+    outputs = (DROPPED.file_name, CATALOGUE.file_name, REPORT_FILE)  # the report last: it vouches for both
+    with contextlib.nullcontext() if refused else staged_files(options.out_dir, outputs) as staging:
         with ThreadPoolExecutor(1) as pool:  # dropped rows are gathered and written while the kept ones are built
             dropped = pool.submit(_dropped, table, triage, reads, staging and staging / DROPPED.file_name)
             kept = build_catalogue(table, triage, mapping, staging and staging / CATALOGUE.file_name)
@@ -191,8 +189,6 @@ def extract(options: ExtractOptions) -> dict:
             )
         assert staging is not None, "a run that is not refused writes"
         write_json(staging / REPORT_FILE, report)
-        for name in (DROPPED.file_name, CATALOGUE.file_name, REPORT_FILE):  # the report last: it vouches for both
-            os.replace(staging / name, options.out_dir / name)
     if report["unmapped_categories"]:
         log.warning(
             "main categories missing from %s (rows dropped as 'unmapped_category'): %s; "
@@ -201,21 +197,6 @@ def extract(options: ExtractOptions) -> dict:
             report["unmapped_categories"],
         )
     return report
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path, write: bool) -> Iterator[Path | None]:
-    """A private folder inside ``out_dir`` for this run's files (None when nothing is to be written); removed
-    at the end, whatever happens."""
-    if not write:
-        yield None
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".extract-", suffix=".tmp"))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _use_jemalloc() -> None:
