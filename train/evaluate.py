@@ -12,8 +12,6 @@ also goes to TensorBoard (``logs/<split>``). The folder is built beside and swap
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ import pandas as pd
 from data.core.cli import run, stage_parser
 from data.core.config import ConfigError, config_from_args, options_from_section
 from data.core.contracts import IMAGES, RUNS
-from data.core.io import atomic_write_with, replace_dir, write_json
+from data.core.io import atomic_write_with, staged_dir, write_json
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
 from train.gate import describe, sanity_check
@@ -156,13 +154,8 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         loss=cross_entropy(y_true, probs).round(4),
     )
     target = output_dir(run_dir, options.split)
-    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
-    try:
+    with staged_dir(target) as work:
         _write_outputs(work, report, predictions, predictor.classes, images_dir, options.gallery_size)
-        replace_dir(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     png = confusion_png(np.asarray(report["confusion_matrix"]), predictor.classes, f"{options.split} confusion matrix")
     log_png(run_dir / "logs" / options.split, "confusion_matrix", png, step=0)
     log.info("evaluation written to %s", target)
@@ -175,14 +168,9 @@ def _evaluate_text(run_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
 
     report, predictions = evaluate_text(run_dir, options.split, options.top_confused)
     target = output_dir(run_dir, options.split)
-    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
-    try:
+    with staged_dir(target) as work:
         _write_outputs(work, report, predictions, tuple(report["per_class"]), run_dir, 0)
         (work / "gallery.png").unlink(missing_ok=True)
-        replace_dir(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return report
 
 
