@@ -21,7 +21,7 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config
-from data.core.contracts import APPLIED, CHANGES, LABELS, MANIFEST, label_version_dir
+from data.core.contracts import APPLIED, CHANGES, LABELS, MANIFEST, OK, label_version_dir
 from data.core.errors import ConfigError, InputError
 from data.core.io import staged_dir, write_json, write_parquet
 from label.decisions import Decision, auto_decisions, check_decisions, read_decisions
@@ -137,7 +137,7 @@ def apply_labels(
         )
     counts = {"decisions": len(chosen), "relabel": int((changes["action"] == "relabel").sum())}
     counts.update(drop=int((changes["action"] == "drop").sum()), manifest_rows=len(new))
-    counts["images_kept"] = int(new["status"].eq("ok").sum())
+    counts["images_kept"] = int(new["status"].eq(OK).sum())
     doc = {
         "label_version": version_dir.name,
         "policy": {"auto_threshold": options.auto_threshold, "auto_drop": list(options.auto_drop)},

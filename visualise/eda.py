@@ -20,11 +20,10 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config, config_from_args
-from data.core.contracts import CATALOGUE, DROPPED, MANIFEST, REPORTS
+from data.core.contracts import CATALOGUE, DROPPED, MANIFEST, OK, REPORTS
 from data.core.errors import InputError
 from data.core.io import atomic_write_bytes
-from data.download.records import OK
-from data.extract.stage import load_mapping
+from data.core.mapping import load_mapping
 from visualise.duplicates import Group, find_duplicates
 from visualise.funnel import balance, funnel
 from visualise.images import encode, sheet, thumbnail

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data.core.contracts import stored_rows
 from data.core.errors import StageError
 from data.core.io import staged_dir, write_json
 from data.kaggle.metadata import LICENSES, METADATA_FILE, build_metadata
@@ -102,7 +103,7 @@ def select_images(images_dir: Path) -> tuple[pd.DataFrame, dict[str, int], int]:
             "or point at an images folder with --images DIR"
         )
     manifest = pd.read_parquet(manifest_path)
-    ok = manifest["status"].eq("ok") & manifest["path"].fillna("").astype(str).ne("")
+    ok = stored_rows(manifest)
     skipped = {str(k): int(v) for k, v in manifest.loc[~ok, "status"].fillna("unknown").value_counts().items()}
     rows = manifest.loc[ok].copy()
     root = images_dir.resolve()

@@ -12,7 +12,7 @@ import pytest
 
 from data.core.config import REPO_ROOT
 from data.core.errors import InputError
-from data.extract.stage import load_mapping
+from data.core.mapping import load_mapping
 from visualise.eda import EdaInputs, eda, main
 from visualise.images import dhash
 from visualise.options import VisualiseOptions

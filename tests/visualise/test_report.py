@@ -36,8 +36,10 @@ def issues(demo_runs):
     folder = demo_runs.root / "labels" / "v2"
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(folder / "issues.parquet", index=False)
+    (folder.parent / "latest").write_text("v2\n", encoding="utf-8")  # as make label points at its newest version
     yield frame, worst
     (folder / "issues.parquet").unlink()
+    (folder.parent / "latest").unlink()
 
 
 @pytest.fixture(scope="module")
