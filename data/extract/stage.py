@@ -155,7 +155,7 @@ def extract(options: ExtractOptions) -> dict:
         with ThreadPoolExecutor(1) as pool:  # dropped rows are gathered and written while the kept ones are built
             dropped = pool.submit(_dropped, table, triage, reads, staging and staging / DROPPED.file_name)
             kept = build_catalogue(table, triage, mapping, staging and staging / CATALOGUE.file_name)
-            report = _report(options, reads, usable, triage.code, file_index, kept, dropped.result())
+            report = _report(options.raw_dir, reads, usable, triage.code, file_index, kept, dropped.result())
         if refused:
             raise ExtractError(
                 f"unmapped main categories {sorted(report['unmapped_categories'])} ({report['rows_dropped']:,} rows "
