@@ -88,6 +88,11 @@ class Table:
             )
 
 
+# fetch-raw (or a hand-made folder) -> extract: the columns of the Kaggle CSV files that extract reads.
+RAW_COLUMNS = (
+    *("name", "main_category", "sub_category", "image", "link"),
+    *("ratings", "no_of_ratings", "discount_price", "actual_price"),
+)
 CATALOGUE = Table(
     "catalogue",
     "catalogue.parquet",
