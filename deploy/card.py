@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from data.core.contracts import RUN_FILES
-from data.core.io import file_sha256
+from data.core.io import file_sha256, read_json_lenient
 from deploy.layout import BYTES_INPUT, BYTES_SIGNATURE, PIXELS_INPUT, PIXELS_SIGNATURE
 
 # what deploy/graph.py does to an image inside the SavedModel
@@ -19,19 +18,11 @@ PREPROCESSING = (
 VALIDATION_KEYS = ("accuracy", "top3_accuracy", "macro_f1", "loss", "samples")
 
 
-def _json_file(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def provenance(run_dir: Path) -> dict[str, Any]:
     """Where the model comes from: the run, its model file, its data version and the labels it learnt."""
-    metrics = _json_file(run_dir / RUN_FILES["metrics"])
-    options = _json_file(run_dir / RUN_FILES["options"])
-    config = _json_file(run_dir / RUN_FILES["config"]).get("config", {})
+    metrics = read_json_lenient(run_dir / RUN_FILES["metrics"]) or {}
+    options = read_json_lenient(run_dir / RUN_FILES["options"]) or {}
+    config = (read_json_lenient(run_dir / RUN_FILES["config"]) or {}).get("config", {})
     validation = metrics.get("validation", {}) if isinstance(metrics.get("validation"), dict) else {}
     split = run_dir / RUN_FILES["split"]
     return {

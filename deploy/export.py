@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS, IMAGES, RUN_FILES, RUNS
 from data.core.errors import InputError, StageError
-from data.core.io import replace_dir, write_json
+from data.core.io import staged_dir, write_json
 from deploy import layout
 from deploy.options import ExportOptions, export_options
 
@@ -247,13 +246,9 @@ def export_run(
         target = layout.version_dir(model_dir, version)
         if target.exists():
             raise InputError(f"{target} is in the way (a file that is no finished export): move it elsewhere")
-        work = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".{version}.tmp-"))
-        try:
+        with staged_dir(target) as work:  # built as .<version>.tmp-*: what a killed export leaves, removed above
             built = _build(predictor, work, files, labels, options, images_dir)
             card = _write_card(work, predictor, version, source, options, options_doc, built, config)
-            replace_dir(work, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
     return ExportResult(target, version, card, created=True)
 
 

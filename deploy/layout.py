@@ -7,12 +7,12 @@ sees ``<version>/saved_model.pb`` sees a finished export. TF Serving ignores the
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, ContextManager
 
 from data.core.io import exclusive as lock
+from data.core.io import read_json_lenient
 
 SAVED_MODEL = "saved_model.pb"
 CARD = "model_card.json"
@@ -53,11 +53,7 @@ def version_dir(model_dir: Path, version: int) -> Path:
 
 def read_card(folder: Path) -> dict[str, Any] | None:
     """The model card of a version folder, or None when it has none or it is not JSON."""
-    try:
-        doc = json.loads((folder / CARD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return read_json_lenient(folder / CARD)
 
 
 def exclusive(model_dir: Path) -> ContextManager[None]:

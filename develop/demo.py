@@ -21,8 +21,8 @@ from aiohttp import web
 from data.core.server import BackgroundServer
 from data.core.cli import run, stage_parser
 from data.core.config import REPO_ROOT, load_config, overrides_from_args
+from data.core.contracts import RAW_COLUMNS
 from data.core.errors import InputError
-from data.extract.csv_reader import COLUMNS
 from develop.checks import check_outputs_inside, check_settings
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
@@ -37,7 +37,7 @@ DEMO_CATEGORIES = {
     "sports_fitness": ("sports & fitness", "Yoga"),
     "stores": ("stores", "The Designer Boutique"),
 }
-HEADER = list(COLUMNS)  # the Kaggle files' columns, as extract reads them
+HEADER = list(RAW_COLUMNS)  # the Kaggle files' columns, as extract reads them
 IMAGE_PX = 160
 
 

@@ -21,9 +21,9 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config
-from data.core.contracts import APPLIED, CHANGES, LABELS, MANIFEST, label_version_dir
+from data.core.contracts import APPLIED, CHANGES, LABELS, MANIFEST, OK, label_version_dir
 from data.core.errors import ConfigError, InputError
-from data.core.io import staged_dir, write_json
+from data.core.io import staged_dir, write_json, write_parquet
 from label.decisions import Decision, auto_decisions, check_decisions, read_decisions
 from label.inputs import LATEST, read_manifest, read_version
 from label.options import LabelOptions
@@ -137,7 +137,7 @@ def apply_labels(
         )
     counts = {"decisions": len(chosen), "relabel": int((changes["action"] == "relabel").sum())}
     counts.update(drop=int((changes["action"] == "drop").sum()), manifest_rows=len(new))
-    counts["images_kept"] = int(new["status"].eq("ok").sum())
+    counts["images_kept"] = int(new["status"].eq(OK).sum())
     doc = {
         "label_version": version_dir.name,
         "policy": {"auto_threshold": options.auto_threshold, "auto_drop": list(options.auto_drop)},
@@ -153,7 +153,7 @@ def _write(
 ) -> None:
     """Build the data version in a temporary folder beside ``out_dir``, then move it into place whole."""
     with staged_dir(out_dir, config) as tmp:
-        new.to_parquet(tmp / MANIFEST.file_name, index=False)
+        write_parquet(tmp / MANIFEST.file_name, new)
         changes.to_csv(tmp / CHANGES.file_name, index=False)
         write_json(tmp / "decisions.json", doc)
         write_json(tmp / "apply.json", counts)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json
+from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json, stored_rows
 from data.core.errors import InputError
 from train.screen import too_many_pixels
 
@@ -58,7 +58,7 @@ def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[
         (``outside_images_folder``), announces more pixels than download stores (``too_many_pixels``) or
         whose key came earlier (``duplicate_key``). Rows the downloader did not store are its own report's business.
     """
-    ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
+    ok = stored_rows(rows) & rows["label"].notna()
     frame = rows[ok]
     root = images_dir.resolve()
     outside = frame["path"].map(lambda p: root not in (images_dir / str(p)).resolve().parents).astype(bool)

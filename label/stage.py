@@ -27,7 +27,7 @@ from data.core.cli import run, stage_parser
 from data.core.config import Config
 from data.core.contracts import APPLIED, CATALOGUE, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
 from data.core.errors import ConfigError, InputError
-from data.core.io import staged_dir, write_json
+from data.core.io import staged_dir, write_json, write_parquet
 from label.duplicates import describe_clusters, exact_groups
 from label.embed import choose_source
 from label.health import class_imbalance, health
@@ -205,7 +205,7 @@ def _write(
     from label.review import write_review
 
     with staged_dir(out_dir, config) as tmp:
-        table[list(ISSUES.columns)].to_parquet(tmp / ISSUES.file_name, index=False)
+        write_parquet(tmp / ISSUES.file_name, table[list(ISSUES.columns)])
         write_json(tmp / "summary.json", summary)
         left_out.to_csv(tmp / LEFT_OUT, index=False)
         write_review(tmp, review, images_dir, summary, options, table)

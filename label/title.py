@@ -27,7 +27,7 @@ from data.core.cli import run, stage_parser
 from data.core.config import Config, options_from_section
 from data.core.contracts import CATALOGUE, LABELS
 from data.core.errors import ConfigError
-from data.core.io import staged_dir, write_json
+from data.core.io import staged_dir, write_json, write_parquet
 from train.text import TextModel, TextOptions, fit_temperature, normalise_title, softmax
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.perf_counter() - started, 2),
         }
         with staged_dir(out_dir, cfg) as tmp:
-            opinions.to_parquet(tmp / OUTPUT, index=False)
+            write_parquet(tmp / OUTPUT, opinions)
             write_json(tmp / "summary.json", summary)
         print(f"label.title: {summary['rows']} titled rows, {summary[TITLE_ISSUE]} whose title says another class")
         print(f"outputs: {out_dir / OUTPUT}")

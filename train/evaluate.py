@@ -12,8 +12,6 @@ also goes to TensorBoard (``logs/<split>``). The folder is built beside and swap
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import ConfigError, config_from_args, options_from_section
-from data.core.contracts import IMAGES, RUNS
-from data.core.io import atomic_write_with, replace_dir, write_json
+from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
+from data.core.io import atomic_write_with, staged_dir, write_json
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
 from train.gate import describe, sanity_check
@@ -64,11 +62,6 @@ def check_options(options: EvaluateOptions) -> None:
             raise ConfigError(f"evaluate.{key} must be at least 1")
 
 
-def output_dir(run_dir: Path, split: str) -> Path:
-    """``{run}/evaluation`` for the test split, ``{run}/evaluation_<split>`` for another."""
-    return run_dir / ("evaluation" if split == "test" else f"evaluation_{split}")
-
-
 def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
     """An RGB thumbnail of an image file (grey if it cannot be read)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -100,14 +93,14 @@ def _write_outputs(
     _write_csv(out_dir / "per_class.csv", per_class)
     pairs = pd.DataFrame(report["most_confused"], columns=["true", "predicted", "count", "share_of_true"])
     _write_csv(out_dir / "confused_pairs.csv", pairs)
-    _write_csv(out_dir / "predictions.csv", predictions)
+    _write_csv(out_dir / EVALUATION_FILES["predictions"], predictions)
     worst = predictions.sort_values("loss", ascending=False, kind="stable").head(gallery_size)
     images = [_thumbnail(images_dir / p) for p in worst["path"]]
     captions = [
         f"true: {t}\npred: {p} ({c:.2f})" for t, p, c in zip(worst["label"], worst["predicted"], worst["confidence"])
     ]
     write_png(out_dir / "gallery.png", gallery_png(images, captions))
-    write_json(out_dir / "metrics.json", report)
+    write_json(out_dir / EVALUATION_FILES["metrics"], report)
 
 
 def _usable_rows(data: ImageDataSet, options: EvaluateOptions, run_name: str) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -155,14 +148,9 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         confidence=probs.max(axis=1).round(4),
         loss=cross_entropy(y_true, probs).round(4),
     )
-    target = output_dir(run_dir, options.split)
-    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
-    try:
+    target = evaluation_dir(run_dir, options.split)
+    with staged_dir(target) as work:
         _write_outputs(work, report, predictions, predictor.classes, images_dir, options.gallery_size)
-        replace_dir(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     png = confusion_png(np.asarray(report["confusion_matrix"]), predictor.classes, f"{options.split} confusion matrix")
     log_png(run_dir / "logs" / options.split, "confusion_matrix", png, step=0)
     log.info("evaluation written to %s", target)
@@ -174,15 +162,10 @@ def _evaluate_text(run_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
     from train.text_run import evaluate_text
 
     report, predictions = evaluate_text(run_dir, options.split, options.top_confused)
-    target = output_dir(run_dir, options.split)
-    work = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{target.name}."))
-    try:
+    target = evaluation_dir(run_dir, options.split)
+    with staged_dir(target) as work:
         _write_outputs(work, report, predictions, tuple(report["per_class"]), run_dir, 0)
         (work / "gallery.png").unlink(missing_ok=True)
-        replace_dir(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return report
 
 
@@ -213,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair in report["most_confused"][:3]:
             print(f"  confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
         print("\n".join(describe(report["sanity"], report["split"])))
-        print(f"outputs: {output_dir(run_dir, report['split'])}")
+        print(f"outputs: {evaluation_dir(run_dir, report['split'])}")
         if options.strict and not report["sanity"]["passed"]:
             raise ModelNotUseful(
                 f"evaluate.strict: the model of {run_dir} does not clearly beat the majority-class baseline"

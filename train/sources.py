@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.core.contracts import MANIFEST
+from data.core.contracts import MANIFEST, stored_rows
 from train.errors import DataSetError
 from train.screen import IMAGE_SUFFIXES, NAMED_IN_LOG, UNSUPPORTED_SUFFIXES
 from train.split import SPLITS
@@ -40,7 +40,7 @@ def manifest_rows(manifest: Path, images_dir: Path) -> tuple[pd.DataFrame, dict[
     rows = pd.read_parquet(manifest)
     MANIFEST.check(rows.columns, manifest)
     dropped: dict[str, int] = {}
-    ok = rows["status"].eq("ok") & rows["path"].fillna("").astype(str).ne("") & rows["label"].notna()
+    ok = stored_rows(rows) & rows["label"].notna()
     dropped["not_ok"] = int((~ok).sum())
     frame = rows[ok].copy()
     root = Path(images_dir).resolve()

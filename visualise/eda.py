@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ import pandas as pd
 
 from data.core.cli import run, stage_parser
 from data.core.config import Config, config_from_args
-from data.core.contracts import CATALOGUE, DROPPED, MANIFEST, REPORTS
+from data.core.contracts import CATALOGUE, DROPPED, MANIFEST, OK, REPORTS
 from data.core.errors import InputError
 from data.core.io import atomic_write_bytes
-from data.download.records import OK
-from data.extract.stage import load_mapping
-from visualise.duplicates import Group, find_duplicates
+from data.core.mapping import load_mapping
+from visualise.duplicates import find_duplicates
+from visualise.eda_page import EdaData, render_eda
 from visualise.funnel import balance, funnel
 from visualise.images import encode, sheet, thumbnail
 from data.core.contracts import read_json
@@ -39,17 +39,6 @@ log = logging.getLogger(__name__)
 HTML_FILE, JSON_FILE = "eda.html", "eda.json"
 _NUMERIC = ("ratings", "no_of_ratings", "discount_price", "actual_price")
 _MANIFEST_COLUMNS = ("key", "label", "status", "reason", "orig_width", "orig_height", "bytes", "sha256", "path")
-
-
-@dataclass
-class EdaData:
-    """What the page is drawn from: the JSON document and the pictures it embeds (not in the JSON)."""
-
-    doc: dict[str, Any]
-    samples: dict[str, bytes] = field(default_factory=dict)  # class -> contact sheet JPEG
-    thumbs: dict[str, bytes] = field(default_factory=dict)  # key -> thumbnail JPEG (duplicate examples)
-    exact_groups: list[Group] = field(default_factory=list)
-    near_groups: list[Group] = field(default_factory=list)
 
 
 def sample_keys(stored: pd.DataFrame, per_class: int, seed: int) -> dict[str, list[str]]:
@@ -185,8 +174,6 @@ def eda(inputs: EdaInputs, out_dir: Path, options: VisualiseOptions, *, config: 
         options: the ``[visualise]`` options.
         config: the resolved configuration, saved beside the report.
     """
-    from visualise.eda_page import render_eda
-
     check_report_dir(out_dir, JSON_FILE)  # before reading a single image
     data = build_eda(inputs, options)
     html = render_eda(data, options)

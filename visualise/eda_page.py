@@ -1,8 +1,9 @@
-"""The ``make eda`` page, drawn from :class:`visualise.eda.EdaData` only (every number comes from its JSON)."""
+"""The ``make eda`` page, drawn from :class:`EdaData` only (every number comes from its JSON)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,16 @@ from visualise.options import VisualiseOptions
 from visualise.output import footer
 from visualise.tabular import LOG_SCALE, NUMERIC, QUANTILES
 
-if TYPE_CHECKING:
-    from visualise.eda import EdaData
+
+@dataclass
+class EdaData:
+    """What the page is drawn from: the JSON document and the pictures it embeds (not in the JSON)."""
+
+    doc: dict[str, Any]
+    samples: dict[str, bytes] = field(default_factory=dict)  # class -> contact sheet JPEG
+    thumbs: dict[str, bytes] = field(default_factory=dict)  # key -> thumbnail JPEG (duplicate examples)
+    exact_groups: list[Group] = field(default_factory=list)
+    near_groups: list[Group] = field(default_factory=list)
 
 
 def _funnel(page: Page, f: dict[str, Any]) -> None:
@@ -113,7 +122,7 @@ def _missing(page: Page, m: dict[str, Any]) -> None:
     )
 
 
-def _images(page: Page, data: "EdaData", classes: list[str]) -> None:
+def _images(page: Page, data: EdaData, classes: list[str]) -> None:
     sizes = data.doc["image_sizes"]
     panels = [
         ("original longer side (px)", sizes["longer_side_px"], True),
@@ -153,7 +162,7 @@ def _group_tiles(groups: list[Group], thumbs: dict[str, bytes]) -> str:
     return "".join(blocks)
 
 
-def _duplicates(page: Page, data: "EdaData") -> None:
+def _duplicates(page: Page, data: EdaData) -> None:
     d = data.doc["duplicates"]
     exact, near = d["exact"], d["near"]
     page.add(
@@ -184,7 +193,7 @@ def _duplicates(page: Page, data: "EdaData") -> None:
     )
 
 
-def render_eda(data: "EdaData", options: VisualiseOptions) -> bytes:
+def render_eda(data: EdaData, options: VisualiseOptions) -> bytes:
     """The EDA page as bytes."""
     doc = data.doc
     f = doc["funnel"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.download.records import OK
+from data.core.contracts import OK
 
 UNMAPPED = "(unmapped: dropped)"
 

@@ -14,13 +14,24 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from data.core.config import Config
-from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT, IMAGES, LABELS, MANIFEST, RUNS
+from data.core.contracts import (
+    CATALOGUE,
+    DOWNLOAD_REPORT,
+    DROPPED,
+    EXTRACT_REPORT,
+    IMAGES,
+    ISSUES,
+    LABELS,
+    MANIFEST,
+    RUNS,
+    label_version_dir,
+)
+from data.core.errors import InputError
+from data.core.mapping import LABEL_MAPPING
 
 log = logging.getLogger(__name__)
 
-ISSUES_FILE = "issues.parquet"
-ISSUE_COLUMNS = ("key", "issue_type")
-DOWNLOAD_REPORT = "download_report.json"
+ISSUE_COLUMNS = ("key", "issue_type")  # all the report needs of ISSUES: it tolerates an older table
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class EdaInputs:
             extract_report=cfg.path(EXTRACT_REPORT),
             manifest=MANIFEST.path(cfg),
             images=cfg.path(IMAGES),
-            mapping=cfg.path("label_mapping"),
+            mapping=cfg.path(LABEL_MAPPING),
         )
 
     @property
@@ -76,20 +87,13 @@ class RunInputs:
 def label_issues(root: Path, version: str) -> tuple[pd.DataFrame | None, str]:
     """``make label``'s ``issues.parquet`` (key, issue_type) and where it came from; None when there is none.
 
-    ``version`` is a folder name under ``root`` (``[paths] labels``) or ``latest``: the folder named by a
-    ``latest`` file there, else the last folder (by name) holding an ``issues.parquet``.
+    ``version`` is ``latest`` (the version ``make label`` last wrote), a version name under ``root`` (``[paths]
+    labels``) or a folder: :func:`data.core.contracts.label_version_dir`. None, not an error, when there is
+    none: the report only leaves the overlay out.
     """
-    if version == "latest":
-        pointer = root / "latest"
-        if pointer.is_file():
-            version = pointer.read_text(encoding="utf-8").strip()
-        else:
-            found = sorted(p.parent.name for p in root.glob(f"*/{ISSUES_FILE}")) if root.is_dir() else []
-            if not found:
-                return None, ""
-            version = found[-1]
-    path = root / version / ISSUES_FILE
-    if not path.is_file():
+    try:
+        path = label_version_dir(root, version) / ISSUES.file_name
+    except InputError:
         return None, ""
     try:
         names = pq.read_schema(path).names

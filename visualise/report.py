@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
@@ -27,23 +25,13 @@ from visualise.embedding import embed, pca_2d, stratified_sample, umap_2d, umap_
 from visualise.images import encode, thumbnail
 from visualise.inputs import RunInputs, label_issues
 from visualise.options import VisualiseOptions
+from visualise.report_page import RunReport, render_report
 from visualise.output import MB, check_report_dir, json_bytes, write_report_dir
 from visualise.run_stats import RunFiles, calibration, compare_runs, history, recipe, scores, top_losses
 
 log = logging.getLogger(__name__)
 
 HTML_FILE, JSON_FILE, PROJECTOR = "report.html", "report.json", "projector"
-
-
-@dataclass
-class RunReport:
-    """What the page is drawn from: the JSON document, thumbnails, and the sample's features."""
-
-    doc: dict[str, Any]
-    thumbs: dict[str, bytes] = field(default_factory=dict)
-    coords: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (n, 2)
-    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    sample: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _issues_section(issues: pd.DataFrame | None, source: str, labels: pd.Series) -> dict[str, Any]:
@@ -150,8 +138,6 @@ def visualise_run(
     Returns:
         The report's JSON document.
     """
-    from visualise.report_page import render_report
-
     check_report_dir(out_dir, JSON_FILE)  # before the embedding pass
     data = build_report(inputs, options)
 

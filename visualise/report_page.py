@@ -1,18 +1,29 @@
-"""The ``make visualise`` page, drawn from :class:`visualise.report.RunReport` only."""
+"""The ``make visualise`` page, drawn from :class:`RunReport` only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from visualise import plots
 from visualise.html import Page, check, esc, figure, kpis, note, table, tile, tiles
 from visualise.options import VisualiseOptions
 from visualise.output import footer
 
-if TYPE_CHECKING:
-    from visualise.report import RunReport
+
+@dataclass
+class RunReport:
+    """What the page is drawn from: the JSON document, thumbnails, and the sample's features."""
+
+    doc: dict[str, Any]
+    thumbs: dict[str, bytes] = field(default_factory=dict)
+    coords: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (n, 2)
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    sample: pd.DataFrame = field(default_factory=pd.DataFrame)
+
 
 _EPOCH_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
@@ -80,7 +91,7 @@ def _confusion(page: Page, doc: dict[str, Any]) -> None:
     )
 
 
-def _losses(page: Page, data: "RunReport") -> None:
+def _losses(page: Page, data: RunReport) -> None:
     items = [
         tile(
             data.thumbs[r["key"]],
@@ -115,7 +126,7 @@ def _calibration(page: Page, c: dict[str, Any]) -> None:
     )
 
 
-def _embedding(page: Page, data: "RunReport") -> None:
+def _embedding(page: Page, data: RunReport) -> None:
     section = data.doc["embedding"]
     parts = [
         note(
@@ -174,7 +185,7 @@ def _comparison(page: Page, rows: list[dict[str, Any]], current: str) -> None:
     )
 
 
-def render_report(data: "RunReport", options: VisualiseOptions) -> bytes:
+def render_report(data: RunReport, options: VisualiseOptions) -> bytes:
     """The run report page as bytes."""
     doc = data.doc
     page = Page(

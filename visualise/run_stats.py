@@ -11,14 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.contracts import RUN_FILES, SPLIT
+from data.core.contracts import EVALUATION_FILES, RUN_FILES, SPLIT, evaluation_dir
 from data.core.errors import InputError
 from data.core.contracts import read_json
 
 log = logging.getLogger(__name__)
 
-EVALUATION = "evaluation"
-PREDICTIONS = "predictions.csv"
 _SCORES = (
     "samples",
     "accuracy",
@@ -67,8 +65,8 @@ class RunFiles:
             raise InputError(f"{split_file} does not exist: did the training run finish?")
         split = _read_csv(split_file, "make train", dtype=str, keep_default_na=False)
         SPLIT.check(split.columns, split_file)
-        evaluation = read_json(run_dir / EVALUATION / "metrics.json", hint)
-        predictions_file = run_dir / EVALUATION / PREDICTIONS
+        evaluation = read_json(evaluation_dir(run_dir) / EVALUATION_FILES["metrics"], hint)
+        predictions_file = evaluation_dir(run_dir) / EVALUATION_FILES["predictions"]
         if not predictions_file.is_file():
             raise InputError(f"{predictions_file} does not exist: run `{hint}` first")
         text = {"key": str, "label": str, "predicted": str, "path": str}
@@ -179,7 +177,7 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as exc:
         log.warning("run %s left out of the comparison: %s", run_dir.name, exc)
         return None
-    evaluation_file = run_dir / EVALUATION / "metrics.json"
+    evaluation_file = evaluation_dir(run_dir) / EVALUATION_FILES["metrics"]
     source, numbers = "validation", metrics.get("validation", {})
     if evaluation_file.is_file():
         try:

@@ -88,6 +88,11 @@ class Table:
             )
 
 
+# fetch-raw (or a hand-made folder) -> extract: the columns of the Kaggle CSV files that extract reads.
+RAW_COLUMNS = (
+    *("name", "main_category", "sub_category", "image", "link"),
+    *("ratings", "no_of_ratings", "discount_price", "actual_price"),
+)
 CATALOGUE = Table(
     "catalogue",
     "catalogue.parquet",
@@ -136,6 +141,20 @@ MANIFEST = Table(
     ),
     required=("key", "label", "status", "path"),
 )
+# A manifest row's status for a stored image; every other status is a failure with its reason (the list is
+# download's, data/download/records.py). Publish, train, label and eda keep only these rows.
+OK = "ok"
+
+
+def stored_rows(manifest: "pd.DataFrame") -> "pd.Series":
+    """Which manifest rows name a stored image: status :data:`OK` and a path (the rows a reader may open)."""
+    return manifest["status"].eq(OK) & manifest["path"].fillna("").astype(str).ne("")
+
+
+# download: beside manifest.parquet in the images folder; eda reads its counts.
+DOWNLOAD_REPORT = "download_report.json"
+# extract: beside catalogue.parquet (its [paths] entry is EXTRACT_REPORT below); eda reads it.
+EXTRACT_REPORT_FILE = "extract_report.json"
 SPLIT = Table("", "split.csv", ("key", "path", "label", "split"), required=("key", "path", "label", "split"))
 # label -> apply-labels / visualise: {labels}/<version>/issues.parquet, one row per stored image; issue_type is
 # its main issue ("" for none), issues every type that applies (comma-separated); see label/table.py.
@@ -197,6 +216,14 @@ RUN_FILES = {
     "config": "config.resolved.json",
     "backbone_weights": "backbone.weights.h5",  # from-scratch runs: reusable as train.weights=<this file>
 }
+# make evaluate: runs/<run id>/evaluation/ (the test split; evaluation_<split>/ for another), read by visualise.
+EVALUATION = "evaluation"
+EVALUATION_FILES = {"metrics": "metrics.json", "predictions": "predictions.csv"}
+
+
+def evaluation_dir(run_dir: Path, split: str = "test") -> Path:
+    """Where ``make evaluate`` writes its scores of ``split`` in a run folder."""
+    return run_dir / (EVALUATION if split == "test" else f"{EVALUATION}_{split}")
 
 
 def label_version_dir(labels_dir: Path, ref: str) -> Path:

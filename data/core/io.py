@@ -12,9 +12,13 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Protocol
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 from data.core.errors import BusyError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 FILE_MODE = 0o644  # outputs are data to share; mkstemp alone would leave them readable by the owner only
 
@@ -58,14 +62,16 @@ def atomic_write_with(target: Path, writer: Callable[[Path], None]) -> None:
         raise
 
 
-def atomic_write_bytes(target: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write_with`), synced to disk."""
+def atomic_write_bytes(target: Path, payload: bytes, sync: bool = True) -> None:
+    """Write ``payload`` to ``target`` atomically (see :func:`atomic_write_with`), synced to disk unless ``sync``
+    is false (the downloader's many small images: a sync each would cost more than the rare rerun of one)."""
 
     def write(path: Path) -> None:
         with open(path, "wb") as fh:
             fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
 
     atomic_write_with(target, write)
 
@@ -88,6 +94,33 @@ def replace_dir(src: Path, target: Path) -> None:
 def write_json(target: Path, doc: Any) -> None:
     """Write a JSON document atomically, pretty-printed."""
     atomic_write_bytes(target, (json.dumps(doc, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+def read_json_lenient(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing, unreadable, not JSON or not an object.
+
+    For optional files whose absence only leaves something out (a model card's provenance, a credentials file
+    that may be elsewhere); a file a stage needs is read with :func:`data.core.contracts.read_json`, which
+    refuses with the command to run.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def write_parquet(target: Path, table: "pa.Table | pd.DataFrame") -> None:
+    """Write an Arrow table or a pandas frame (without its index) to ``target`` as Parquet, atomically."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if isinstance(table, pd.DataFrame):  # through pandas: its metadata keeps nullable Int64 and the like
+        frame = table
+        atomic_write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        arrow = table
+        atomic_write_with(target, lambda tmp: pq.write_table(arrow, tmp))
 
 
 @contextmanager
@@ -147,3 +180,22 @@ def staged_dir(out_dir: Path, config: _Saves | None = None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def staged_files(out_dir: Path, names: Sequence[str]) -> Iterator[Path]:
+    """A private folder inside ``out_dir`` to write the files ``names`` into; when the block ends they are moved
+    into ``out_dir`` in that order (put last the one that vouches for the others, e.g. a report). The folder is
+    removed whatever happens, so on any error ``out_dir`` keeps its earlier files.
+
+    For outputs that share their folder with another stage's (extract's three files sit beside download's
+    ``images/``), which therefore cannot be swapped in whole like :func:`staged_dir`'s.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".staged-", suffix=".tmp"))
+    try:
+        yield staging
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

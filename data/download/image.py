@@ -9,7 +9,6 @@ decompression bomb is refused without allocating it.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.core.io import atomic_write_bytes
 from data.download.records import DECODE_ERROR, OK, TOO_MANY_PIXELS
 
 _SIGNATURES = (
@@ -189,18 +189,6 @@ def resize(img: np.ndarray, params: ImageParams) -> np.ndarray:
     return img
 
 
-def store_atomic(target: Path, payload: bytes) -> None:
-    """Write through a temporary file and a rename: a killed run leaves the whole file or none."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def process_image(data: bytes, target: str, params: ImageParams) -> ImageResult:
     """Check, decode, resize, re-encode as JPEG and store one downloaded body at ``target``.
 
@@ -232,7 +220,7 @@ def process_image(data: bytes, target: str, params: ImageParams) -> ImageResult:
     payload = buf.tobytes()
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    store_atomic(path, payload)
+    atomic_write_bytes(path, payload, sync=False)  # whole or none: a killed run never leaves half a JPEG
     return ImageResult(OK, "", dims[0], dims[1], out.shape[1], out.shape[0], hashlib.sha256(payload).hexdigest())
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from data.core.contracts import MANIFEST
+from data.core.contracts import DOWNLOAD_REPORT, MANIFEST
 from data.download.records import OK, RETRYABLE, Record, ValidationRecord
 from data.download.shards import InputTable, count_outcomes
 
@@ -46,7 +46,7 @@ def download_target(out_dir: Path) -> Target:
         "download-images",
         Record,
         out_dir / MANIFEST.file_name,
-        out_dir / "download_report.json",
+        out_dir / DOWNLOAD_REPORT,
         state_dir,
         out_dir / "config.resolved.json",
         temporaries,

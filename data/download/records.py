@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
+from data.core import contracts
 from data.core.config import ConfigError, options_from_section
 
-OK = "ok"
+OK = contracts.OK  # a stored image: the status every reader of a manifest keeps (named in the contracts)
 INVALID_URL = "invalid_url"  # not http(s), malformed, or a redirect to such a URL
 INVALID_INPUT = "invalid_input"  # empty or unsafe key, empty label
 NOT_FOUND = "not_found"  # HTTP 404 / 410

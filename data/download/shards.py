@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from data.core.contracts import url_key
 from data.core.errors import InputError
-from data.core.io import atomic_write_with
+from data.core.io import write_parquet
 from data.download.records import InputRow
 
 log = logging.getLogger(__name__)
@@ -185,11 +185,6 @@ def shard_table(shard: Shard, new_rows: list[dict[str, Any]], schema: pa.Schema)
     return table.take([position[k] for k in shard.keys])
 
 
-def write_table(path: Path, table: pa.Table) -> None:
-    """Write a Parquet table atomically (temporary file, then rename)."""
-    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
-
-
 def _read_table(path: Path, schema: pa.Schema) -> pa.Table | None:
     try:
         return pq.read_table(path, schema=schema)
@@ -283,7 +278,7 @@ def assemble(state_dir: Path, shards: list[Shard], target: Path, schema: pa.Sche
         raise RuntimeError(f"shard results do not match the plan ({len(got)} rows for {len(planned)} keys)")
     # through pandas so that the file records nullable integers as Int64 (pandas would read floats otherwise)
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    atomic_write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_parquet(target, frame)
     return table
 
 

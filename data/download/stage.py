@@ -25,7 +25,7 @@ from typing import Any, TypedDict, Unpack
 
 
 from data.core.config import Config
-from data.core.io import exclusive, write_json
+from data.core.io import exclusive, write_json, write_parquet
 from data.download.distribute import check_available, run_distributed
 from data.download.output import (
     Target,
@@ -48,7 +48,6 @@ from data.download.shards import (
     read_input,
     shard_path,
     shard_table,
-    write_table,
 )
 from data.download.records import OK, RETRYABLE, DownloadOptions, InputRow, Record
 from data.download.tasks import ShardDone, ShardJob, journal_path
@@ -150,7 +149,7 @@ def _run(job: _Job) -> RunSummary:
     written: dict[str, Any] = {"shards": 0, "bytes": 0, "resumed": 0, "task_rates": []}
 
     def finish(shard: Shard, rows: list[dict[str, Any]]) -> None:
-        write_table(shard_path(target.state_dir, shard.index), shard_table(shard, rows, schema))
+        write_parquet(shard_path(target.state_dir, shard.index), shard_table(shard, rows, schema))
         written["shards"] += 1
         written["bytes"] += sum(r["bytes"] or 0 for r in rows)
 

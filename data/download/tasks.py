@@ -26,7 +26,8 @@ from typing import IO, Any, Callable, Iterator
 
 from data.download.engine import EngineJob, Handler, Progress, run_engine
 from data.download.records import OK, RETRYABLE, InputRow
-from data.download.shards import Shard, arrow_schema, shard_path, shard_table, write_table
+from data.core.io import write_parquet
+from data.download.shards import Shard, arrow_schema, shard_path, shard_table
 from data.download.workers import WorkerPool, worker_pool
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def _finisher(job: ShardJob, todo_keys: dict[int, set[str]], resumed: dict[int, 
     done: list[ShardDone] = []
 
     def finish(shard: Shard, rows: list[dict[str, Any]]) -> None:
-        write_table(shard_path(job.state_dir, shard.index), shard_table(shard, rows, schema))
+        write_parquet(shard_path(job.state_dir, shard.index), shard_table(shard, rows, schema))
         new = [r for r in rows if r["key"] in todo_keys[shard.index]]
         ok = sum(r["status"] == OK for r in new)
         size = sum(r["bytes"] or 0 for r in rows)

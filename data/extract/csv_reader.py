@@ -15,17 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-COLUMNS = (
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-)
+from data.core.contracts import RAW_COLUMNS
+
+COLUMNS = RAW_COLUMNS
 REQUIRED = ("main_category", "sub_category", "image")
 
 

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.extract.csv_reader import FileRead, read_catalogue_csv
-from data.extract.text import clean_category, clean_text_column, map_distinct
+from data.core.mapping import clean_category
+from data.extract.text import clean_text_column, map_distinct
 from data.extract.transform import clean_url, url_keys
 
 LAZY_COLUMNS = ("image", "main_category")  # what decides whether a row is kept; the rest is read as missing

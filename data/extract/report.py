@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -11,9 +11,6 @@ import pyarrow.compute as pc
 
 from data.extract.csv_reader import FileRead
 from data.extract.transform import DROPPED_SCHEMA, REASONS
-
-if TYPE_CHECKING:
-    from data.extract.stage import ExtractOptions
 
 log = logging.getLogger("extract")
 
@@ -57,7 +54,7 @@ def _file_entry(read: FileRead, row: np.ndarray) -> dict:
 
 
 def _report(
-    options: "ExtractOptions",
+    raw_dir: Path,
     reads: list[FileRead],
     usable: list[FileRead],
     codes: np.ndarray,
@@ -72,7 +69,7 @@ def _report(
     rows_read = sum(r.rows_read for r in reads)
     unmapped = dropped.filter(pc.equal(dropped["reason"], "unmapped_category"))["detail"]
     return {
-        "raw_dir": str(options.raw_dir),
+        "raw_dir": str(raw_dir),
         "files_read": len(reads),
         "files_failed": [{"file": r.file, "error": r.error} for r in reads if r.error],
         "rows_read": rows_read,

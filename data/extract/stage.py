@@ -7,13 +7,9 @@ Every record read ends either in ``catalogue.parquet`` or in ``dropped.parquet``
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +20,20 @@ from tqdm import tqdm
 
 from data.core.cli import run, stage_parser
 from data.core.config import config_from_args, options_from_section
-from data.core.contracts import CATALOGUE, DROPPED, url_key
+from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT_FILE, url_key
 from data.core.errors import InputError
-from data.core.io import write_json
+from data.core.mapping import LABEL_MAPPING, load_mapping
+from data.core.io import staged_files, write_json, write_parquet
 from data.extract.csv_reader import COLUMNS, FileRead
 from data.extract.read import read_all, read_whole
-from data.extract.write import build_catalogue, write_parquet
-from data.extract.text import clean_category
+from data.extract.write import build_catalogue
 from data.extract.report import _report, _unusable_rows, format_summary
 from data.extract.transform import REASONS, Triage, classify, dropped_table
 
-__all__ = ["ExtractError", "ExtractOptions", "extract", "load_mapping", "url_key"]
+__all__ = ["ExtractError", "ExtractOptions", "extract", "url_key"]
 
 log = logging.getLogger("extract")
-REPORT_FILE = "extract_report.json"
+REPORT_FILE = EXTRACT_REPORT_FILE
 
 
 class ExtractError(InputError):
@@ -54,30 +50,6 @@ class ExtractOptions:
     merged_file: str = "Amazon-Products.csv"
     fail_on_unmapped: bool = False
     threads: int = 4
-
-
-def load_mapping(path: Path) -> dict[str, str]:
-    """Read the reviewed ``main_category,label`` mapping; keys are normalised like the data."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [record for record in csv.reader(fh) if record]  # blank lines are skipped
-    except FileNotFoundError as exc:
-        raise ExtractError(f"label mapping not found: {path}") from exc
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise ExtractError(f"label mapping {path} is not a UTF-8 CSV file (main_category,label): {exc}") from exc
-    if not rows or rows[0][:2] != ["main_category", "label"]:
-        raise ExtractError(f"{path}: the header must be 'main_category,label'")
-    pairs = [(clean_category(r[0]), r[1].strip() if len(r) > 1 else "") for r in rows[1:]]
-    if any(key is None or not label for key, label in pairs):
-        raise ExtractError(f"{path}: every row needs a main_category and a label")
-    checked = [(key, label) for key, label in pairs if key is not None]  # all of them, after the check above
-    labels: dict[str, set[str]] = {}
-    for key, label in checked:
-        labels.setdefault(key, set()).add(label)
-    conflicts = sorted(key for key, values in labels.items() if len(values) > 1)
-    if conflicts:
-        raise ExtractError(f"{path}: categories mapped to two labels: {conflicts}")
-    return dict(checked)
 
 
 def list_csv_files(raw_dir: Path, merged_file: str) -> list[Path]:
@@ -178,11 +150,12 @@ def extract(options: ExtractOptions) -> dict:
         problems = "; ".join(f"{r.file}: {r.error}" for r in reads[:5])
         raise ExtractError(f"none of the {len(reads)} CSV files in {options.raw_dir} can be used ({problems})")
     refused = options.fail_on_unmapped and bool((triage.code == REASONS.index("unmapped_category")).any())
-    with _staging(options.out_dir, write=not refused) as staging:
+    outputs = (DROPPED.file_name, CATALOGUE.file_name, REPORT_FILE)  # the report last: it vouches for both
+    with contextlib.nullcontext() if refused else staged_files(options.out_dir, outputs) as staging:
         with ThreadPoolExecutor(1) as pool:  # dropped rows are gathered and written while the kept ones are built
             dropped = pool.submit(_dropped, table, triage, reads, staging and staging / DROPPED.file_name)
             kept = build_catalogue(table, triage, mapping, staging and staging / CATALOGUE.file_name)
-            report = _report(options, reads, usable, triage.code, file_index, kept, dropped.result())
+            report = _report(options.raw_dir, reads, usable, triage.code, file_index, kept, dropped.result())
         if refused:
             raise ExtractError(
                 f"unmapped main categories {sorted(report['unmapped_categories'])} ({report['rows_dropped']:,} rows "
@@ -191,8 +164,6 @@ def extract(options: ExtractOptions) -> dict:
             )
         assert staging is not None, "a run that is not refused writes"
         write_json(staging / REPORT_FILE, report)
-        for name in (DROPPED.file_name, CATALOGUE.file_name, REPORT_FILE):  # the report last: it vouches for both
-            os.replace(staging / name, options.out_dir / name)
     if report["unmapped_categories"]:
         log.warning(
             "main categories missing from %s (rows dropped as 'unmapped_category'): %s; "
@@ -201,21 +172,6 @@ def extract(options: ExtractOptions) -> dict:
             report["unmapped_categories"],
         )
     return report
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path, write: bool) -> Iterator[Path | None]:
-    """A private folder inside ``out_dir`` for this run's files (None when nothing is to be written); removed
-    at the end, whatever happens."""
-    if not write:
-        yield None
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".extract-", suffix=".tmp"))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _use_jemalloc() -> None:
@@ -255,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         options = ExtractOptions(
             raw_dir=args.raw or cfg.path("raw"),
             out_dir=args.out or cfg.path("processed"),
-            mapping=cfg.path("label_mapping"),
+            mapping=cfg.path(LABEL_MAPPING),
             **dataclasses.asdict(settings),
         )
         if not options.raw_dir.is_dir():

@@ -8,30 +8,13 @@ rules: Unicode NFKC, curly quotes straightened, runs of whitespace collapsed, en
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_SPACES = re.compile(r"\s+")
 _NOT_NUMBER = re.compile(r"[^0-9.]")
-
-
-def clean_str(value: str | None) -> str | None:
-    """One value: NFKC, straight quotes, single spaces, trimmed; empty -> None."""
-    if value is None:
-        return None
-    text = unicodedata.normalize("NFKC", value).replace("\u2018", "'").replace("\u2019", "'")
-    text = _SPACES.sub(" ", text).strip()
-    return text or None
-
-
-def clean_category(value: str | None) -> str | None:
-    """A category as a mapping key: :func:`clean_str`, lower case."""
-    text = clean_str(value)
-    return text.lower() if text else None
 
 
 def to_number(value: str | None) -> float | None:
@@ -55,7 +38,7 @@ def map_distinct(values: pa.ChunkedArray | pa.Array, func: Callable, out_type: p
 
 
 def clean_text_column(values: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """:func:`clean_str` for a high-cardinality column, with Arrow kernels.
+    """:func:`data.core.mapping.clean_str` for a high-cardinality column, with Arrow kernels.
 
     Most catalogue text is plain ASCII with single spaces, so each fix-up is applied only to the rows that
     need it (NFKC and quotes: non-ASCII rows; whitespace: rows with a run or a tab/newline).

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from data.core.contracts import CATALOGUE, DROPPED
-from data.extract.text import clean_str, empty_to_null, map_distinct, to_number, trim_ascii
+from data.core.mapping import clean_str
+from data.extract.text import empty_to_null, map_distinct, to_number, trim_ascii
 
 # Row drop reasons, in the order they are checked; the code of a row is its index here (-1 = kept).
 REASONS = (

@@ -15,16 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.core.io import atomic_write_with
+from data.core.io import atomic_write_with, write_parquet
 from data.extract.transform import Triage, kept_table
 
 ROWS_PER_PART = 150_000  # kept rows per part (and row group); fewer rows are built and written in one go
 MAX_PARTS = 4
-
-
-def write_parquet(target: Path, table: pa.Table) -> None:
-    """Write one table to ``target`` atomically."""
-    atomic_write_with(target, lambda path: pq.write_table(table, path))
 
 
 def part_bounds(keep: np.ndarray, rows_per_part: int = ROWS_PER_PART, max_parts: int = MAX_PARTS) -> list[int]:

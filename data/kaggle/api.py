@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import stat
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 from data.core.errors import StageError
+from data.core.io import read_json_lenient
 
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,6 @@ def kaggle_config_dir(environ: Mapping[str, str] | None = None, home: Path | Non
     return Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def _warn_if_readable_by_others(path: Path) -> None:
     if os.name != "nt" and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("%s is readable by other users: run chmod 600 %s", path, path)
@@ -132,7 +124,7 @@ def find_credentials(environ: Mapping[str, str] | None = None, home: Path | None
     if token:
         return token
     config = kaggle_config_dir(environ, home) / "kaggle.json"
-    values = _read_json(config) if config.is_file() else {}
+    values = read_json_lenient(config) or {}
     username = environ.get("KAGGLE_USERNAME") or values.get("username") or ""
     key = environ.get("KAGGLE_KEY") or values.get("key") or ""
     if username and key:
@@ -140,7 +132,7 @@ def find_credentials(environ: Mapping[str, str] | None = None, home: Path | None
         if not from_env:
             _warn_if_readable_by_others(config)
         return Credentials("key", "KAGGLE_USERNAME/KAGGLE_KEY" if from_env else str(config), str(username))
-    oauth = _read_json(home / ".kaggle" / "credentials.json")
+    oauth = read_json_lenient(home / ".kaggle" / "credentials.json") or {}
     if oauth.get("refresh_token"):
         return Credentials("oauth", "~/.kaggle/credentials.json", str(oauth.get("username") or ""))
     return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 from data.core.errors import StageError
 from data.core.cli import run, stage_parser
 from data.core.config import config_from_args, options_from_section
-from data.core.io import replace_dir, write_json
+from data.core.io import staged_dir, write_json
 from data.kaggle.api import connect, plain_errors
 
 log = logging.getLogger(__name__)
@@ -105,18 +104,13 @@ def fetch_raw(options: FetchOptions, api: Any = None) -> dict[str, Any]:
         return dict(summarise(out, options.dataset), skipped=True)
     api = api or connect()
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.download-"))
-    try:
-        archive = _download(api, options.dataset, work / "zip")
-        files = extract_zip(archive, work / "files")
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.download-") as zips, staged_dir(out) as work:
+        archive = _download(api, options.dataset, Path(zips))  # the archive stays outside what replaces out
+        files = extract_zip(archive, work)
         if not files:
             raise FetchError(f"the archive of {options.dataset} is empty")
-        summary = summarise(work / "files", options.dataset)
-        write_json(work / "files" / REPORT, summary)
-        (work / "files").chmod(0o755)
-        replace_dir(work / "files", out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        summary = summarise(work, options.dataset)
+        write_json(work / REPORT, summary)
     return dict(summary, folder=str(out), skipped=False)
 
 

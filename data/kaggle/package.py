@@ -11,8 +11,6 @@ from __future__ import annotations
 import filecmp
 import logging
 import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,8 +21,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data.core.contracts import stored_rows
 from data.core.errors import StageError
-from data.core.io import replace_dir, write_json
+from data.core.io import staged_dir, write_json
 from data.kaggle.metadata import LICENSES, METADATA_FILE, build_metadata
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ def select_images(images_dir: Path) -> tuple[pd.DataFrame, dict[str, int], int]:
             "or point at an images folder with --images DIR"
         )
     manifest = pd.read_parquet(manifest_path)
-    ok = manifest["status"].eq("ok") & manifest["path"].fillna("").astype(str).ne("")
+    ok = stored_rows(manifest)
     skipped = {str(k): int(v) for k, v in manifest.loc[~ok, "status"].fillna("unknown").value_counts().items()}
     rows = manifest.loc[ok].copy()
     root = images_dir.resolve()
@@ -251,15 +250,8 @@ def stage_dataset(images_dir: Path, target: Path, spec: DatasetSpec, catalogue: 
     rows = _with_catalogue(rows, catalogue)
     classes = {str(k): int(v) for k, v in rows["label"].value_counts().sort_index().items()}
     description = describe(spec, classes, skipped, total, rows)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    tmp.chmod(0o755)
-    try:
+    with staged_dir(target) as tmp:
         meta = _fill(tmp, rows, images_dir, spec, description)
         _keep_unchanged_times(tmp, target)
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files = {p.name: p.stat().st_size for p in sorted(target.iterdir()) if p.name != METADATA_FILE}
     return StagedDataset(folder=target, metadata=meta, files=files, classes=classes, skipped=skipped)

@@ -62,7 +62,7 @@ def _app() -> web.Application:
 
 
 @pytest.fixture(scope="module")
-def server():
+def page_server():
     with BackgroundServer(_app) as srv:
         yield srv
 
@@ -74,8 +74,8 @@ def browser(tmp_path_factory):
         yield b
 
 
-def test_served_page_evaluate_wait_click_press_and_what_it_logged(browser, server):
-    page = browser.open(server.url("/"))
+def test_served_page_evaluate_wait_click_press_and_what_it_logged(browser, page_server):
+    page = browser.open(page_server.url("/"))
     assert page.evaluate("document.title") == "served"
     assert page.evaluate("Promise.resolve(6 * 7)") == 42  # promises are awaited
     assert page.wait_for("window.fetched", timeout=10) == ["a", "b"]
@@ -97,7 +97,7 @@ def test_served_page_evaluate_wait_click_press_and_what_it_logged(browser, serve
     assert page.console_errors[0].startswith("broken")
     assert "uncaught-in-timer" in page.console_errors[1]
     assert FAVICON_HITS
-    assert page.requests == [server.url("/"), server.url("/data.json?from=page")]
+    assert page.requests == [page_server.url("/"), page_server.url("/data.json?from=page")]
 
 
 def test_file_page_set_files_screenshot_and_blob_download(browser, tmp_path):

@@ -6,7 +6,17 @@ import stat
 
 import pytest
 
-from data.core.io import atomic_write_bytes, atomic_write_with, replace_dir
+import pandas as pd
+import pyarrow as pa
+
+from data.core.io import (
+    atomic_write_bytes,
+    atomic_write_with,
+    read_json_lenient,
+    replace_dir,
+    staged_files,
+    write_parquet,
+)
 
 
 def test_atomic_write_replaces_whole_file_with_shareable_mode(tmp_path):
@@ -86,3 +96,40 @@ def test_a_device_or_fifo_in_the_way_is_refused_and_left_alone(tmp_path):
     with pytest.raises(InputError, match="not a regular file"):
         atomic_write_bytes(pipe, b"data")
     assert stat.S_ISFIFO(os.stat(pipe).st_mode) and [p.name for p in tmp_path.iterdir()] == ["pipe"]
+
+
+def test_staged_files_moves_every_file_or_none(tmp_path):
+    out = tmp_path / "processed"
+    out.mkdir()
+    (out / "a.txt").write_text("old a")
+    (tmp_path / "processed" / "images").mkdir()  # another stage's folder beside them: never touched
+    with pytest.raises(RuntimeError):
+        with staged_files(out, ("a.txt", "b.txt")) as staging:
+            (staging / "a.txt").write_text("new a")
+            raise RuntimeError("the run fails before its last file")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "images"] and (out / "a.txt").read_text() == "old a"
+    with staged_files(out, ("a.txt", "b.txt")) as staging:
+        (staging / "a.txt").write_text("new a")
+        (staging / "b.txt").write_text("b")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "images"]
+    assert (out / "a.txt").read_text() == "new a"
+
+
+def test_write_parquet_takes_a_frame_or_a_table_and_keeps_nullable_integers(tmp_path):
+    frame = pd.DataFrame({"key": ["a", "b"], "n": pd.array([1, None], dtype="Int64")})
+    write_parquet(tmp_path / "f.parquet", frame)
+    write_parquet(tmp_path / "t.parquet", pa.table({"key": ["a"]}))
+    back = pd.read_parquet(tmp_path / "f.parquet")
+    assert str(back["n"].dtype) == "Int64" and back["n"].isna().tolist() == [False, True]
+    assert pd.read_parquet(tmp_path / "t.parquet")["key"].tolist() == ["a"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+@pytest.mark.parametrize("content", [None, b"", b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_read_json_lenient_is_none_for_anything_but_an_object(tmp_path, content):
+    path = tmp_path / "doc.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert read_json_lenient(path) is None
+    path.write_text('{"a": 1}')
+    assert read_json_lenient(path) == {"a": 1}

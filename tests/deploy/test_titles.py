@@ -45,7 +45,7 @@ def _serve(exported, titles):
 
 
 @pytest.fixture(scope="module")
-def server(exported, titles):
+def titles_server(exported, titles):
     with _serve(exported, titles) as running:
         yield running
 
@@ -66,17 +66,17 @@ def _b64(data: bytes) -> dict[str, str]:
     return {"b64": base64.b64encode(data).decode("ascii")}
 
 
-def test_a_title_a_photo_or_both_each_answered_by_its_model(server):
-    status, _, body = call(server.url("/predict"), *form(b"premium cricket set for men"))
+def test_a_title_a_photo_or_both_each_answered_by_its_model(titles_server):
+    status, _, body = call(titles_server.url("/predict"), *form(b"premium cricket set for men"))
     assert status == 200, body
     row = body["predictions"][0]
     assert row["source"] == "text" and row["top"][0]["class"] == "sports_fitness" and row["text_run"]
 
-    status, _, body = call(server.url("/predict"), *form("yoga mat ☺".encode(), [photo(seed=3)]))
+    status, _, body = call(titles_server.url("/predict"), *form("yoga mat ☺".encode(), [photo(seed=3)]))
     assert status == 200 and body["predictions"][0]["source"] == "fusion"
     assert body["predictions"][0]["model_version"] == 1 and body["predictions"][0]["fusion_run"] == "equal-weights"
 
-    status, _, body = call(server.url("/predict"), photo(seed=1), "image/jpeg")
+    status, _, body = call(titles_server.url("/predict"), photo(seed=1), "image/jpeg")
     assert status == 200 and body["predictions"][0]["source"] == "image"
 
     for doc, source in (
@@ -84,12 +84,12 @@ def test_a_title_a_photo_or_both_each_answered_by_its_model(server):
         ({"image": _b64(photo(seed=2))}, "image"),
         ({"title": "slim fit jeans", "image": _b64(photo(seed=2))}, "fusion"),
     ):
-        status, _, body = call(server.url("/predict?k=2"), doc)
+        status, _, body = call(titles_server.url("/predict?k=2"), doc)
         assert status == 200 and body["predictions"][0]["source"] == source, body
         assert len(body["predictions"][0]["top"]) == 2
 
     instances = [{"title": "laptop charger"}, {"title": "saree", "image_bytes": _b64(photo(seed=4))}]
-    status, _, body = call(server.url(f"/v1/models/{MODEL}:predict"), {"instances": instances})
+    status, _, body = call(titles_server.url(f"/v1/models/{MODEL}:predict"), {"instances": instances})
     assert status == 200, body
     assert [p["source"] for p in body["predictions"]] == ["text", "fusion"]
     text = body["predictions"][0]
@@ -112,17 +112,17 @@ def test_a_title_a_photo_or_both_each_answered_by_its_model(server):
         (b'{"title": "caf\xe9"}', "application/json", 400, "invalid_json"),
     ],
 )
-def test_bad_titles_get_a_typed_4xx(server, body, kind, status, code):
+def test_bad_titles_get_a_typed_4xx(titles_server, body, kind, status, code):
     if isinstance(body, tuple):
         body, kind = body
-    got, _, answer = call(server.url("/predict"), body, kind)
+    got, _, answer = call(titles_server.url("/predict"), body, kind)
     assert got == status if code else 400 <= got < 500, answer
     if code:
         assert answer["code"] == code and answer["error"]
 
 
-def test_bad_title_instances_and_a_server_without_a_title_model(server, exported):
-    url = server.url(f"/v1/models/{MODEL}:predict")
+def test_bad_title_instances_and_a_server_without_a_title_model(titles_server, exported):
+    url = titles_server.url(f"/v1/models/{MODEL}:predict")
     assert call(url, {"instances": [{"title": " "}]})[2]["code"] == "empty_title"
     assert call(url, {"instances": [{"title": "a", "colour": "red"}]})[2]["code"] == "invalid_request"
     with _serve(exported, None) as bare:

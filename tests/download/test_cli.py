@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from data.core.config import REPO_ROOT
 from data.download.stage import download_images
@@ -24,14 +23,7 @@ COLUMNS = ("id", "image", "category")  # not the default names: the CLI must be 
 SETTINGS = dict(concurrency=4, per_host=4, shard_size=10)
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = FaultyImageServer().start()
-    yield srv
-    srv.stop()
-
-
-def _catalogue(server: FaultyImageServer, path: Path, count: int = 120, hanging: int = 0) -> Path:
+def _catalogue(image_server: FaultyImageServer, path: Path, count: int = 120, hanging: int = 0) -> Path:
     """A CSV of slow images (40 ms each) mixed with dead, HTML and corrupt URLs; ``hanging`` more rows at the
     end whose answers take 30 s (so a run cannot finish before a test has signalled it, however busy the
     machine)."""
@@ -46,8 +38,8 @@ def _catalogue(server: FaultyImageServer, path: Path, count: int = 120, hanging:
             if i % 13 == 0
             else f"/slow/40/{'portrait' if i % 2 else 'landscape'}.jpg"
         )
-        rows.append((f"item{i:04d}", server.url(f"{route}?n={i}"), ("Fashion", "stores", "other")[i % 3]))
-    rows += [(f"hang{i:04d}", server.url(f"/hang?n={i}"), "other") for i in range(hanging)]
+        rows.append((f"item{i:04d}", image_server.url(f"{route}?n={i}"), ("Fashion", "stores", "other")[i % 3]))
+    rows += [(f"hang{i:04d}", image_server.url(f"/hang?n={i}"), "other") for i in range(hanging)]
     return write_input(path, rows, columns=COLUMNS)
 
 
@@ -139,8 +131,8 @@ def _files(out: Path) -> dict[str, bytes]:
     }
 
 
-def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path):
-    source = _catalogue(server, tmp_path / "catalogue.csv")
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(image_server, tmp_path):
+    source = _catalogue(image_server, tmp_path / "catalogue.csv")
     reference = tmp_path / "reference"
     download_images(
         source, reference, fast_options(**SETTINGS), columns=Columns("image", "id", "category"), progress=False
@@ -165,8 +157,8 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path
     assert not list(out.rglob("*.tmp"))
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_no_partial_image(server, tmp_path):
-    source = _catalogue(server, tmp_path / "catalogue.csv", count=200, hanging=4)
+def test_ctrl_c_stops_cleanly_and_leaves_no_partial_image(image_server, tmp_path):
+    source = _catalogue(image_server, tmp_path / "catalogue.csv", count=200, hanging=4)
     out = tmp_path / "images"
     waiting = ["--set", "download.read_timeout=60.0", "--set", "download.total_timeout=60.0"]
     proc = _start(_command(source, out, tmp_path) + waiting)

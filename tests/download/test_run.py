@@ -14,13 +14,6 @@ from data.download.stage import download_images, validate_urls
 from tests.helpers.image_server import FaultyImageServer, closed_port, decodes, fast_options, write_input
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = FaultyImageServer().start()
-    yield srv
-    srv.stop()
-
-
 # key -> (route, label, expected status, expected attempts); attempts None = not checked
 CASES = {
     "landscape": ("/img/landscape.jpg", "Fashion", "ok", 1),
@@ -50,19 +43,19 @@ CASES = {
 }
 
 
-def _url(server, route, token):
+def _url(image_server, route, token):
     if route == "REFUSED":
         return f"http://127.0.0.1:{closed_port()}/x.jpg"
-    return route if "://" in route else server.url(route.format(t=token))
+    return route if "://" in route else image_server.url(route.format(t=token))
 
 
 @pytest.fixture(scope="module")
-def scenario(server, tmp_path_factory):
+def scenario(image_server, tmp_path_factory):
     """One run over every case (plus an unsafe key and a duplicate), shared by the tests below."""
     tmp = tmp_path_factory.mktemp("scenario")
     token = uuid.uuid4().hex
-    rows = [(key, _url(server, route, token), label) for key, (route, label, _, _) in CASES.items()]
-    rows += [("../escape", server.url("/img/landscape.jpg"), "other"), rows[0]]
+    rows = [(key, _url(image_server, route, token), label) for key, (route, label, _, _) in CASES.items()]
+    rows += [("../escape", image_server.url("/img/landscape.jpg"), "other"), rows[0]]
     out = tmp / "images"
     summary = download_images(write_input(tmp / "catalogue.parquet", rows), out, fast_options(), progress=False)
     manifest = pd.read_parquet(out / "manifest.parquet").set_index("key")
@@ -113,11 +106,11 @@ def test_resized_images_keep_aspect_ratio_and_alpha_becomes_white(scenario):
     assert cv2.imread(str(out / "other" / "grey.jpg")).shape == (64, 64, 3)
 
 
-def test_retries_are_bounded_and_honour_retry_after(server, scenario):
+def test_retries_are_bounded_and_honour_retry_after(image_server, scenario):
     token = scenario[3]
-    assert server.hits["/status/404"] == 1 and server.hits["/html"] == 1  # permanent: no retry
-    assert server.hits[f"/truncate/99/{token}/landscape.jpg"] == 3  # 1 + retries
-    first, second = server.times[f"/flaky/429/1/{token}/landscape.jpg"]
+    assert image_server.hits["/status/404"] == 1 and image_server.hits["/html"] == 1  # permanent: no retry
+    assert image_server.hits[f"/truncate/99/{token}/landscape.jpg"] == 3  # 1 + retries
+    first, second = image_server.times[f"/flaky/429/1/{token}/landscape.jpg"]
     assert second - first >= 0.95  # Retry-After: 1
 
 
@@ -144,46 +137,46 @@ def test_concurrency_bounds_requests_and_a_backoff_holds_no_request_slot(tmp_pat
         own.stop()
 
 
-def test_rerun_skips_done_and_retries_only_transient_failures(server, tmp_path):
+def test_rerun_skips_done_and_retries_only_transient_failures(image_server, tmp_path):
     token = uuid.uuid4().hex
     flaky = f"/flaky/503/4/{token}/landscape.jpg"  # fails 3 attempts of run 1, then 1 more, then serves
     rows = [
-        ("good", server.url(f"/img/portrait.jpg?{token}"), "a"),
-        ("gone", server.url(f"/status/410?{token}"), "a"),
-        ("flaky", server.url(flaky), "a"),
+        ("good", image_server.url(f"/img/portrait.jpg?{token}"), "a"),
+        ("gone", image_server.url(f"/status/410?{token}"), "a"),
+        ("flaky", image_server.url(flaky), "a"),
     ]
     source = write_input(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
     first = download_images(source, out, fast_options(), progress=False)
     assert first.report["by_status"] == {"ok": 1, "not_found": 1, "server_error": 1}
-    good_hits = server.hits["/img/portrait.jpg"]
+    good_hits = image_server.hits["/img/portrait.jpg"]
     second = download_images(source, out, fast_options(shard_size=2), progress=False)  # another shard layout too
     assert second.report["this_run"]["processed"] == 1 and second.report["by_status"] == {"ok": 2, "not_found": 1}
-    assert server.hits["/img/portrait.jpg"] == good_hits and server.hits["/status/410"] == 1
-    assert server.hits[flaky] == 5
+    assert image_server.hits["/img/portrait.jpg"] == good_hits and image_server.hits["/status/410"] == 1
+    assert image_server.hits[flaky] == 5
     (out / "a" / "good.jpg").unlink()  # a missing file is downloaded again
     stale = out / "a" / ".gone.jpg.4242.tmp"  # a temporary file left by a killed run is removed
     stale.write_bytes(b"partial")
     third = download_images(source, out, fast_options(), retry_failed=True, progress=False)
-    assert third.report["this_run"]["processed"] == 2 and server.hits["/status/410"] == 2
+    assert third.report["this_run"]["processed"] == 2 and image_server.hits["/status/410"] == 2
     assert (out / "a" / "good.jpg").exists() and third.report["by_status"] == {"ok": 2, "not_found": 1}
     assert not stale.exists()
 
 
-def test_a_new_label_moves_the_stored_image_without_fetching_it_again(server, tmp_path):
+def test_a_new_label_moves_the_stored_image_without_fetching_it_again(image_server, tmp_path):
     token = uuid.uuid4().hex
-    rows = [(f"k{i}", server.url(f"/img/landscape.jpg?{token}-{i}"), "Old") for i in range(4)]
-    rows.append(("gone", server.url(f"/status/404?{token}"), "Old"))
+    rows = [(f"k{i}", image_server.url(f"/img/landscape.jpg?{token}-{i}"), "Old") for i in range(4)]
+    rows.append(("gone", image_server.url(f"/status/404?{token}"), "Old"))
     source, out = tmp_path / "in.parquet", tmp_path / "out"
     download_images(write_input(source, rows), out, fast_options(), progress=False)
     before = pd.read_parquet(out / "manifest.parquet").set_index("key")
-    hits = server.hits["/img/landscape.jpg"], server.hits["/status/404"]
+    hits = image_server.hits["/img/landscape.jpg"], image_server.hits["/status/404"]
     (out / "New_label").mkdir()
     (out / "Old" / "k1.jpg").rename(out / "New_label" / "k1.jpg")  # as a run killed after its move leaves it
     for i in (0, 1, 4):
         rows[i] = (rows[i][0], rows[i][1], "New label")
     second = download_images(write_input(source, rows), out, fast_options(), progress=False)
-    assert (server.hits["/img/landscape.jpg"], server.hits["/status/404"]) == hits  # nothing fetched again
+    assert (image_server.hits["/img/landscape.jpg"], image_server.hits["/status/404"]) == hits  # nothing fetched again
     assert second.report["this_run"]["relabelled"] == 3 and second.report["this_run"]["processed"] == 0
     after = pd.read_parquet(out / "manifest.parquet").set_index("key")
     for key in ("k0", "k1"):
@@ -200,8 +193,8 @@ def test_a_new_label_moves_the_stored_image_without_fetching_it_again(server, tm
     assert third.report["by_status"] == {"ok": 4, "not_found": 1}
 
 
-def test_limit_takes_the_first_rows(server, tmp_path):
-    rows = [(f"k{i}", server.url(f"/img/grey.png?{i}"), "a") for i in range(5)]
+def test_limit_takes_the_first_rows(image_server, tmp_path):
+    rows = [(f"k{i}", image_server.url(f"/img/grey.png?{i}"), "a") for i in range(5)]
     summary = download_images(
         write_input(tmp_path / "in.csv", rows), tmp_path / "out", fast_options(), limit=2, progress=False
     )
@@ -211,13 +204,13 @@ def test_limit_takes_the_first_rows(server, tmp_path):
     ]
 
 
-def test_validate_only_checks_urls_without_storing(server, tmp_path):
+def test_validate_only_checks_urls_without_storing(image_server, tmp_path):
     rows = [
-        ("ok", server.url("/img/landscape.jpg"), "a"),
-        ("head405", server.url("/head405/portrait.jpg"), "a"),
-        ("gone", server.url("/status/404"), "a"),
-        ("html", server.url("/html"), "a"),
-        ("octet", server.url("/img/html-as-octet"), "a"),
+        ("ok", image_server.url("/img/landscape.jpg"), "a"),
+        ("head405", image_server.url("/head405/portrait.jpg"), "a"),
+        ("gone", image_server.url("/status/404"), "a"),
+        ("html", image_server.url("/html"), "a"),
+        ("octet", image_server.url("/img/html-as-octet"), "a"),
         ("ftp", "ftp://x/y.jpg", "a"),
     ]
     result = tmp_path / "url_validation.parquet"

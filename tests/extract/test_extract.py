@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from data.core.config import REPO_ROOT
-from data.extract.stage import ExtractError, ExtractOptions, extract, load_mapping, url_key
-from data.extract.text import clean_str, to_number
+from data.core.errors import InputError
+from data.core.mapping import clean_str, load_mapping
+from data.extract.stage import ExtractError, ExtractOptions, extract, url_key
+from data.extract.text import to_number
 
 SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amazon-products-csv-sample"
 MAPPING = REPO_ROOT / "data" / "label_mapping.csv"
@@ -186,7 +188,7 @@ def test_bad_input_is_reported_and_the_rest_processed(tmp_path, caplog):
 def test_mapping_file_is_validated(tmp_path):
     assert load_mapping(MAPPING)["tv, audio & cameras"] == "Electronics_and_Appliances"
     bad = write(tmp_path, "m.csv", "main_category,label\nmusic,other\nMusic,Fashion\n")
-    with pytest.raises(ExtractError, match="two labels"):
+    with pytest.raises(InputError, match="two labels"):
         load_mapping(bad)
 
 

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from data.core.config import REPO_ROOT
-from data.extract.stage import ExtractError, ExtractOptions, extract, load_mapping, url_key
+from data.core.errors import InputError
+from data.core.mapping import clean_str, load_mapping
+from data.extract.stage import ExtractOptions, extract, url_key
 from data.extract.read import read_prepared, read_whole
 from data.extract.write import build_catalogue, part_bounds
-from data.extract.text import clean_str
 from data.extract.transform import classify, url_keys
 
 MAPPING = REPO_ROOT / "data" / "label_mapping.csv"
@@ -94,7 +95,7 @@ def test_mapping_reader_handles_quotes_bom_and_blank_lines(tmp_path):
 def test_mapping_reader_rejects_bad_files(tmp_path, text, message):
     path = tmp_path / "m.csv"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ExtractError, match=message):
+    with pytest.raises(InputError, match=message):
         load_mapping(path)
 
 

@@ -1,5 +1,5 @@
 """Helpers for the training tests: a download-stage output (images + manifest.parquet) built from
-``data/synthetic.py``, in exactly the format of the download contract."""
+``develop/synthetic.py``, in exactly the format of the download contract."""
 
 from __future__ import annotations
 

@@ -42,21 +42,14 @@ ROUTES = [  # one of each per 10 rows: stateless faults, and two that fail once 
 ]
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = FaultyImageServer().start()
-    yield srv
-    srv.stop()
-
-
-def _catalogue(server: FaultyImageServer, path: Path, count: int = 60, hanging: int = 0) -> tuple[Path, str]:
+def _catalogue(image_server: FaultyImageServer, path: Path, count: int = 60, hanging: int = 0) -> tuple[Path, str]:
     """``count`` rows of the mix above (a fresh token: each run meets the once-failing URLs fresh)."""
     token = uuid.uuid4().hex
     rows = []
     for i in range(count):
         route = ROUTES[i % len(ROUTES)].format(t=f"{token}-{i}")
-        rows.append((f"k{i:04d}", server.url(f"{route}?n={i}"), ("Fashion", "stores", "other")[i % 3]))
-    rows += [(f"hang{i:04d}", server.url(f"/hang?n={i}"), "other") for i in range(hanging)]
+        rows.append((f"k{i:04d}", image_server.url(f"{route}?n={i}"), ("Fashion", "stores", "other")[i % 3]))
+    rows += [(f"hang{i:04d}", image_server.url(f"/hang?n={i}"), "other") for i in range(hanging)]
     return write_input(path, rows), token
 
 
@@ -71,10 +64,10 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def reference(server, tmp_path_factory):
+def reference(image_server, tmp_path_factory):
     """The one-machine run the distributed ones must equal."""
     tmp = tmp_path_factory.mktemp("reference")
-    source, token = _catalogue(server, tmp / "catalogue.parquet")
+    source, token = _catalogue(image_server, tmp / "catalogue.parquet")
     out = tmp / "images"
     summary = download_images(source, out, fast_options(**SETTINGS), progress=False)
     assert summary.report["this_run"]["distributor"] == "local"
@@ -82,8 +75,8 @@ def reference(server, tmp_path_factory):
     return _manifest(out, token), _files(out)
 
 
-def _run(server, tmp_path: Path, distributor: str, **changes):
-    source, token = _catalogue(server, tmp_path / "catalogue.parquet")
+def _run(image_server, tmp_path: Path, distributor: str, **changes):
+    source, token = _catalogue(image_server, tmp_path / "catalogue.parquet")
     out = tmp_path / "images"
     options = fast_options(**SETTINGS, distributor=distributor, **changes)
     summary = download_images(source, out, options, progress=False)
@@ -98,35 +91,35 @@ def _assert_equal_to_reference(reference, out: Path, token: str) -> None:
     assert not list(out.rglob("*.tmp")) and not list((out / ".shards").glob("*.journal.jsonl"))
 
 
-def test_processes_equal_the_one_machine_run(server, reference, tmp_path):
-    out, token, summary = _run(server, tmp_path, "processes", processes=2)
+def test_processes_equal_the_one_machine_run(image_server, reference, tmp_path):
+    out, token, summary = _run(image_server, tmp_path, "processes", processes=2)
     run = summary.report["this_run"]
     assert run["distributor"] == "processes" and run["shards_written"] == 6 and run["processed"] == 60
     assert run["ok"] == summary.ok and run["ok"] + run["failed"] == 60
     _assert_equal_to_reference(reference, out, token)
 
 
-def test_a_dead_shard_process_is_replaced_and_its_shard_resumes(server, reference, tmp_path, monkeypatch):
+def test_a_dead_shard_process_is_replaced_and_its_shard_resumes(image_server, reference, tmp_path, monkeypatch):
     marker = tmp_path / "died"
     monkeypatch.setenv(EXIT_ONCE_ENV, str(marker))
-    out, token, summary = _run(server, tmp_path, "processes", processes=2)
+    out, token, summary = _run(image_server, tmp_path, "processes", processes=2)
     assert marker.exists()  # a process did die
     assert summary.report["this_run"]["resumed_from_journal"] >= 2  # its journalled rows were not fetched again
     _assert_equal_to_reference(reference, out, token)
 
 
-def test_rerun_after_a_distributed_run_has_nothing_to_do(server, tmp_path):
-    out, token, first = _run(server, tmp_path, "processes", processes=2)
+def test_rerun_after_a_distributed_run_has_nothing_to_do(image_server, tmp_path):
+    out, token, first = _run(image_server, tmp_path, "processes", processes=2)
     source = tmp_path / "catalogue.parquet"
     again = download_images(source, out, fast_options(**SETTINGS, distributor="processes"), progress=False)
     assert again.report["this_run"]["processed"] == 0 and again.report["ok"] == first.report["ok"]
 
 
 @pytest.mark.parametrize("distributor", ["processes", "ray"])
-def test_ctrl_c_stops_the_tasks_cleanly(server, tmp_path, distributor):
+def test_ctrl_c_stops_the_tasks_cleanly(image_server, tmp_path, distributor):
     if distributor == "ray":
         pytest.importorskip("ray", reason="Ray is not installed (make install-distributed)")
-    source, _ = _catalogue(server, tmp_path / "catalogue.parquet", count=80, hanging=4)
+    source, _ = _catalogue(image_server, tmp_path / "catalogue.parquet", count=80, hanging=4)
     out = tmp_path / "images"
     opts = dataclasses.asdict(fast_options(**{**SETTINGS, "read_timeout": 60.0, "total_timeout": 60.0}))
     sets = [f"download.{k}={v}" for k, v in opts.items() if k in SETTINGS]
@@ -183,8 +176,8 @@ def ray_cluster(request):
     ray.shutdown()
 
 
-def test_ray_equals_the_one_machine_run(server, reference, tmp_path, ray_cluster):
-    out, token, summary = _run(server, tmp_path, "ray")
+def test_ray_equals_the_one_machine_run(image_server, reference, tmp_path, ray_cluster):
+    out, token, summary = _run(image_server, tmp_path, "ray")
     run = summary.report["this_run"]
     assert run["distributor"] == "ray" and run["shards_written"] == 6 and run["ok"] + run["failed"] == 60
     _assert_equal_to_reference(reference, out, token)
@@ -194,9 +187,9 @@ MARKER = Path(f"/tmp/pc-ray-died-{uuid.uuid4().hex}")
 
 
 @pytest.mark.parametrize("ray_cluster", [{EXIT_ONCE_ENV: str(MARKER)}], indirect=True)
-def test_a_ray_task_whose_worker_dies_is_retried_and_resumes(server, reference, tmp_path, ray_cluster):
+def test_a_ray_task_whose_worker_dies_is_retried_and_resumes(image_server, reference, tmp_path, ray_cluster):
     try:
-        out, token, summary = _run(server, tmp_path, "ray")
+        out, token, summary = _run(image_server, tmp_path, "ray")
         assert MARKER.exists()  # a Ray worker did die mid-shard
     finally:
         MARKER.unlink(missing_ok=True)

@@ -52,7 +52,7 @@ def _subprocess(module: str, root: Path, overrides: list[str], *extra: str, env:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained_root(tmp_path_factory) -> Path:
     """A root with the demo's download output and one finished tiny from-scratch run (through ``main``)."""
     root = tmp_path_factory.mktemp("root")
     make_download_output(root / "processed" / "v1", per_class=6, size=40)
@@ -64,29 +64,29 @@ def _latest(root: Path) -> Path:
     return root / "runs" / (root / "runs" / "latest").read_text().strip()
 
 
-def test_train_evaluate_and_predict_agree(trained, tmp_path, capsys):
-    run = _latest(trained)
+def test_train_evaluate_and_predict_agree(trained_root, tmp_path, capsys):
+    run = _latest(trained_root)
     resolved = json.loads((run / "config.resolved.json").read_text())
     assert resolved["config"]["train"]["backbone"] == "tiny" and (run / "model.keras").is_file()
     capsys.readouterr()
 
-    assert evaluate_cli.main(_args(trained, [])) == 0
+    assert evaluate_cli.main(_args(trained_root, [])) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro-F1" in out and ("sanity:" in out or "WARNING: this model" in out)
     evaluation = pd.read_csv(run / "evaluation" / "predictions.csv")
 
     listing = tmp_path / "test.txt"
-    files = [str(trained / "processed" / "v1" / "images" / p) for p in evaluation["path"]]
+    files = [str(trained_root / "processed" / "v1" / "images" / p) for p in evaluation["path"]]
     listing.write_text("\n".join(files) + "\n")
     target = tmp_path / "predicted.csv"
-    assert predict_cli.main(_args(trained, [], f"@{listing}", "--out", str(target), "--top-k", "2")) == 0
+    assert predict_cli.main(_args(trained_root, [], f"@{listing}", "--out", str(target), "--top-k", "2")) == 0
     predicted = pd.read_csv(target)
     assert predicted["path"].tolist() == files
     assert predicted["class_1"].tolist() == evaluation["predicted"].tolist()
     # evaluate rounds to 4 decimals, predict to 6: within half a unit of the 4th decimal, plus float noise
     assert predicted["prob_1"].tolist() == pytest.approx(evaluation["confidence"].tolist(), abs=1.5e-4)
 
-    assert train_cli.main(_args(trained, [], "--resume", "latest")) == 0  # a finished run: nothing to redo
+    assert train_cli.main(_args(trained_root, [], "--resume", "latest")) == 0  # a finished run: nothing to redo
     assert "Epoch" not in capsys.readouterr().out
 
 
@@ -201,12 +201,12 @@ def test_train_bad_input_is_one_error_line(tmp_path, prepare, overrides, message
     ],
     ids=["split-setting", "split-flag", "fractional", "no-run", "corrupt-image"],
 )
-def test_evaluate_bad_input_is_one_error_line(trained, tmp_path, overrides, extra, message):
-    root = trained
+def test_evaluate_bad_input_is_one_error_line(trained_root, tmp_path, overrides, extra, message):
+    root = trained_root
     named = None
     if "--corrupt" in extra:
-        root = Path(shutil.copytree(trained, tmp_path / "copy"))
-        (root / "runs" / "latest").write_text(_latest(trained).name)
+        root = Path(shutil.copytree(trained_root, tmp_path / "copy"))
+        (root / "runs" / "latest").write_text(_latest(trained_root).name)
         test_rows = pd.read_csv(_latest(root) / "split.csv").query("split == 'test'")
         victim = root / "processed" / "v1" / "images" / test_rows["path"].iloc[0]
         victim.write_bytes(victim.read_bytes()[:200])
@@ -219,8 +219,8 @@ def test_evaluate_bad_input_is_one_error_line(trained, tmp_path, overrides, extr
     assert named is None or named in errors[0]
 
 
-def test_evaluate_skips_and_counts_a_corrupt_image(trained, tmp_path, capsys):
-    root = Path(shutil.copytree(trained, tmp_path / "copy"))
+def test_evaluate_skips_and_counts_a_corrupt_image(trained_root, tmp_path, capsys):
+    root = Path(shutil.copytree(trained_root, tmp_path / "copy"))
     test_rows = pd.read_csv(_latest(root) / "split.csv").query("split == 'test'")
     victim = root / "processed" / "v1" / "images" / test_rows["path"].iloc[0]
     victim.write_bytes(b"not a picture")

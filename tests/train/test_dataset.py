@@ -13,7 +13,7 @@ from train.dataset import SPLITS, DataSetError, ImageDataSet, split_counts
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
+def dataset_manifest(tmp_path_factory):
     return make_download_output(tmp_path_factory.mktemp("processed"), per_class=10, size=40)
 
 
@@ -21,12 +21,12 @@ def _assignment(data: ImageDataSet) -> dict[str, str]:
     return dict(zip(data.frame["key"], data.frame["split"]))
 
 
-def test_split_is_deterministic_stratified_and_disjoint(manifest, tmp_path):
-    data = ImageDataSet.from_manifest(manifest, seed=7)
+def test_split_is_deterministic_stratified_and_disjoint(dataset_manifest, tmp_path):
+    data = ImageDataSet.from_manifest(dataset_manifest, seed=7)
     # the same rows in another order give the same split
-    shuffled = pd.read_parquet(manifest).sample(frac=1.0, random_state=3)
+    shuffled = pd.read_parquet(dataset_manifest).sample(frac=1.0, random_state=3)
     shuffled.to_parquet(tmp_path / "manifest.parquet")
-    again = ImageDataSet.from_manifest(tmp_path / "manifest.parquet", manifest.parent, seed=7)
+    again = ImageDataSet.from_manifest(tmp_path / "manifest.parquet", dataset_manifest.parent, seed=7)
     assert _assignment(data) == _assignment(again)
 
     keys = {s: set(data.rows(s)["key"]) for s in SPLITS}
@@ -40,7 +40,7 @@ def test_split_is_deterministic_stratified_and_disjoint(manifest, tmp_path):
     pd.testing.assert_frame_equal(screened.frame, data.frame)
     assert data.summary["manifest_rows"] == 73
 
-    other_seed = ImageDataSet.from_manifest(manifest, seed=8)
+    other_seed = ImageDataSet.from_manifest(dataset_manifest, seed=8)
     assert _assignment(other_seed) != _assignment(data)
 
 
@@ -51,15 +51,15 @@ def test_split_counts(n, expected):
     assert split_counts(n, (0.8, 0.1, 0.1)) == expected
 
 
-def test_bad_ratios_are_refused(manifest):
+def test_bad_ratios_are_refused(dataset_manifest):
     with pytest.raises(DataSetError, match="ratios"):
-        ImageDataSet.from_manifest(manifest, ratios=(0.5, 0.2, 0.2))
+        ImageDataSet.from_manifest(dataset_manifest, ratios=(0.5, 0.2, 0.2))
 
 
-def test_saved_split_is_read_back_and_reused_by_later_runs(manifest, tmp_path):
-    data = ImageDataSet.from_manifest(manifest, seed=1)
+def test_saved_split_is_read_back_and_reused_by_later_runs(dataset_manifest, tmp_path):
+    data = ImageDataSet.from_manifest(dataset_manifest, seed=1)
     data.save(tmp_path / "run")
-    back = ImageDataSet.from_run(tmp_path / "run", manifest.parent)
+    back = ImageDataSet.from_run(tmp_path / "run", dataset_manifest.parent)
     assert back.classes == data.classes == tuple(sorted(CLASSES))
     pd.testing.assert_frame_equal(back.frame, data.frame)
 
@@ -73,17 +73,17 @@ def test_saved_split_is_read_back_and_reused_by_later_runs(manifest, tmp_path):
 
 def test_classes_sorted_missing_files_and_duplicate_photos(tmp_path):
     classes = ("zeta", "Alpha", "mid")
-    manifest = make_download_output(tmp_path, per_class=6, size=32, classes=classes, failures=0)
-    rows = pd.read_parquet(manifest)
-    (manifest.parent / rows.loc[0, "path"]).unlink()
+    dataset_manifest = make_download_output(tmp_path, per_class=6, size=32, classes=classes, failures=0)
+    rows = pd.read_parquet(dataset_manifest)
+    (dataset_manifest.parent / rows.loc[0, "path"]).unlink()
     # the same photo listed under two products of one class: both must land in the same split
     dup = rows[rows["label"] == "mid"].index[:2]
-    src = manifest.parent / rows.loc[dup[0], "path"]
-    (manifest.parent / rows.loc[dup[1], "path"]).write_bytes(src.read_bytes())
+    src = dataset_manifest.parent / rows.loc[dup[0], "path"]
+    (dataset_manifest.parent / rows.loc[dup[1], "path"]).write_bytes(src.read_bytes())
     rows.loc[dup[1], "sha256"] = rows.loc[dup[0], "sha256"]
-    rows.to_parquet(manifest)
+    rows.to_parquet(dataset_manifest)
     for seed in range(20):
-        data = ImageDataSet.from_manifest(manifest, seed=seed)
+        data = ImageDataSet.from_manifest(dataset_manifest, seed=seed)
         split = _assignment(data)
         assert split[rows.loc[dup[0], "key"]] == split[rows.loc[dup[1], "key"]]
     assert data.classes == ("Alpha", "mid", "zeta")
@@ -92,11 +92,11 @@ def test_classes_sorted_missing_files_and_duplicate_photos(tmp_path):
 
 
 def test_class_weights_balance_the_training_split(tmp_path):
-    manifest = make_download_output(tmp_path, per_class=10, size=32, classes=("a", "b"), failures=0)
-    rows = pd.read_parquet(manifest)
+    dataset_manifest = make_download_output(tmp_path, per_class=10, size=32, classes=("a", "b"), failures=0)
+    rows = pd.read_parquet(dataset_manifest)
     rows = rows.drop(rows[rows["label"] == "b"].index[:5])  # b: 5 images (3 train), a: 10 (8 train)
-    rows.to_parquet(manifest)
-    data = ImageDataSet.from_manifest(manifest)
+    rows.to_parquet(dataset_manifest)
+    data = ImageDataSet.from_manifest(dataset_manifest)
     counts = np.bincount(data.labels("train"))
     assert counts.tolist() == [8, 3]
     weights = data.class_weights()
@@ -108,10 +108,10 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
         ImageDataSet.from_manifest(tmp_path / "images" / "manifest.parquet")
 
 
-def test_pipeline_yields_raw_0_255_pixels_and_augments_train_only(manifest):
+def test_pipeline_yields_raw_0_255_pixels_and_augments_train_only(dataset_manifest):
     import tensorflow as tf
 
-    data = ImageDataSet.from_manifest(manifest)
+    data = ImageDataSet.from_manifest(dataset_manifest)
     files = data.files("validation")
     batch_x, batch_y = next(iter(data.tf_dataset("validation", 40, 64)))
     # same size as stored: the pipeline must hand over the decoded pixels unchanged (no [0, 1] scaling)
@@ -135,6 +135,6 @@ def test_pipeline_yields_raw_0_255_pixels_and_augments_train_only(manifest):
         data.tf_dataset("train", 40, 64, augment="heavy")
 
 
-def test_unknown_split_name_is_a_clear_error(manifest):
+def test_unknown_split_name_is_a_clear_error(dataset_manifest):
     with pytest.raises(DataSetError, match="unknown split 'val'; choose one of train, validation, test"):
-        ImageDataSet.from_manifest(manifest).rows("val")
+        ImageDataSet.from_manifest(dataset_manifest).rows("val")

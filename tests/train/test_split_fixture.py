@@ -27,8 +27,8 @@ PER_CLASS = (3, 4, 5, 7, 10, 13, 20)  # images kept of each of the 7 classes: un
 
 def fixture_manifest(processed: Path) -> Path:
     """A download manifest with uneven classes, failed rows and duplicate photos (shared sha256)."""
-    manifest = make_download_output(processed, per_class=max(PER_CLASS), size=32)
-    rows = pd.read_parquet(manifest)
+    split_manifest = make_download_output(processed, per_class=max(PER_CLASS), size=32)
+    rows = pd.read_parquet(split_manifest)
     ok = rows[rows["status"] == "ok"]
     keep = [i for n, (_, group) in zip(PER_CLASS, ok.groupby("label", sort=True)) for i in group.index[:n]]
     rows = pd.concat([rows.loc[keep], rows[rows["status"] != "ok"]])
@@ -38,12 +38,12 @@ def fixture_manifest(processed: Path) -> Path:
     stored = rows.index[rows["status"] == "ok"]
     for source, copy in ((stored[20], stored[21]), (stored[30], stored[33]), (stored[40], stored[48])):
         rows.loc[copy, "sha256"] = rows.loc[source, "sha256"]  # the same photo under two products
-    rows.sample(frac=1.0, random_state=0).to_parquet(manifest, index=False)
-    return manifest
+    rows.sample(frac=1.0, random_state=0).to_parquet(split_manifest, index=False)
+    return split_manifest
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
+def split_manifest(tmp_path_factory):
     return fixture_manifest(tmp_path_factory.mktemp("processed"))
 
 
@@ -57,17 +57,17 @@ def _split_of(frame: pd.DataFrame) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_split_is_the_one_computed_before_the_rework(manifest, expected, case):
+def test_the_split_is_the_one_computed_before_the_rework(split_manifest, expected, case):
     seed, ratios = CASES[case]
-    data = ImageDataSet.from_manifest(manifest, seed=seed, ratios=ratios)
+    data = ImageDataSet.from_manifest(split_manifest, seed=seed, ratios=ratios)
     assert _split_of(data.frame) == expected[case].to_dict()
     assert set(data.frame["path"]) == set(expected["path"])
 
 
 @pytest.mark.slow
-def test_a_seeded_training_run_writes_the_same_split_csv(manifest, expected, tmp_path):
+def test_a_seeded_training_run_writes_the_same_split_csv(split_manifest, expected, tmp_path):
     options = TrainOptions(backbone="tiny", weights="none", image_size=32, batch_size=32, epochs=1, seed=42)
-    result = train(manifest, tmp_path / "runs", options)
+    result = train(split_manifest, tmp_path / "runs", options)
     saved = pd.read_csv(result.run_dir / RUN_FILES["split"], dtype=str)
     assert list(saved.columns) == list(SPLIT.columns)
     assert _split_of(saved) == expected["seed42"].to_dict()

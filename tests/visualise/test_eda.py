@@ -12,7 +12,7 @@ import pytest
 
 from data.core.config import REPO_ROOT
 from data.core.errors import InputError
-from data.extract.stage import load_mapping
+from data.core.mapping import load_mapping
 from visualise.eda import EdaInputs, eda, main
 from visualise.images import dhash
 from visualise.options import VisualiseOptions
@@ -20,7 +20,7 @@ from visualise.tabular import ALL, NUMERIC, QUANTILES
 
 
 @pytest.fixture(scope="module")
-def built(sample, tmp_path_factory):
+def eda_built(sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("eda") / "eda"
     result = eda(EdaInputs.from_config(sample.config()), out, VisualiseOptions(), config=sample.config())
     return result, json.loads((out / "eda.json").read_text())
@@ -36,8 +36,8 @@ def _inputs(sample):
     )
 
 
-def test_the_funnel_adds_up_and_every_count_matches_the_files(sample, built):
-    _, doc = built
+def test_the_funnel_adds_up_and_every_count_matches_the_files(sample, eda_built):
+    _, doc = eda_built
     report, catalogue, dropped, manifest = _inputs(sample)
     f = doc["funnel"]
     assert f["adds_up"] and all(f["checks"].values())
@@ -58,8 +58,8 @@ def test_the_funnel_adds_up_and_every_count_matches_the_files(sample, built):
     assert f["failure_reasons"]["not_found"] == {"HTTP 404": 1}
 
 
-def test_class_balance_and_mapping_match_the_catalogue(built):
-    result, doc = built
+def test_class_balance_and_mapping_match_the_catalogue(eda_built):
+    result, doc = eda_built
     catalogue = pd.read_parquet(Path(doc["inputs"]["catalogue"]))
     b = doc["balance"]
     assert b["before"] == catalogue["main_category"].value_counts().to_dict()
@@ -74,8 +74,8 @@ def test_class_balance_and_mapping_match_the_catalogue(built):
     assert sum(v["stored"] for v in b["after"].values()) == doc["funnel"]["stored"]
 
 
-def test_distributions_and_missing_values_match_pandas(built):
-    _, doc = built
+def test_distributions_and_missing_values_match_pandas(eda_built):
+    _, doc = eda_built
     catalogue = pd.read_parquet(Path(doc["inputs"]["catalogue"]))
     both = catalogue["actual_price"].notna() & catalogue["discount_price"].notna() & (catalogue["actual_price"] > 0)
     catalogue["discount_pct"] = (
@@ -98,8 +98,8 @@ def test_distributions_and_missing_values_match_pandas(built):
     assert missing["columns"]["ratings"] > 0  # the real sample does have gaps
 
 
-def test_image_sizes_samples_and_duplicates(sample, built):
-    _, doc = built
+def test_image_sizes_samples_and_duplicates(sample, eda_built):
+    _, doc = eda_built
     manifest = pd.read_parquet(sample.processed / "images" / "manifest.parquet")
     stored = manifest[manifest["status"] == "ok"]
     sizes = doc["image_sizes"]
@@ -130,8 +130,8 @@ def test_image_sizes_samples_and_duplicates(sample, built):
     assert planted and len(set(planted[0]["labels"])) == 2 and near["cross_class_groups"] >= 1
 
 
-def test_same_inputs_give_byte_identical_files_within_the_budget(sample, built, tmp_path):
-    result, doc = built
+def test_same_inputs_give_byte_identical_files_within_the_budget(sample, eda_built, tmp_path):
+    result, doc = eda_built
     again = eda(EdaInputs.from_config(sample.config()), tmp_path / "again", VisualiseOptions())
     for name in ("eda.html", "eda.json"):
         assert (result.out_dir / name).read_bytes() == (again.out_dir / name).read_bytes(), name
@@ -169,8 +169,8 @@ def test_before_the_download_the_report_covers_the_catalogue(sample, tmp_path):
     assert "images stored" not in (tmp_path / "eda" / "eda.html").read_text()
 
 
-def test_a_failed_run_leaves_the_earlier_report_and_a_foreign_folder_is_refused(sample, built, tmp_path):
-    result, _ = built
+def test_a_failed_run_leaves_the_earlier_report_and_a_foreign_folder_is_refused(sample, eda_built, tmp_path):
+    result, _ = eda_built
     before = {p.name: p.read_bytes() for p in result.out_dir.iterdir()}
     broken = sample.config(f"paths.catalogue={tmp_path / 'missing.parquet'}")
     with pytest.raises(InputError, match="make extract"):

@@ -36,20 +36,22 @@ def issues(demo_runs):
     folder = demo_runs.root / "labels" / "v2"
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(folder / "issues.parquet", index=False)
+    (folder.parent / "latest").write_text("v2\n", encoding="utf-8")  # as make label points at its newest version
     yield frame, worst
     (folder / "issues.parquet").unlink()
+    (folder.parent / "latest").unlink()
 
 
 @pytest.fixture(scope="module")
-def built(demo_runs, issues, tmp_path_factory):
+def report_built(demo_runs, issues, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / demo_runs.run_dir.name
     options = VisualiseOptions(map_per_class=10, top_losses=8)
     doc = visualise_run(RunInputs.from_config(demo_runs.config(), "latest"), out, options, config=demo_runs.config())
     return out, doc, options
 
 
-def test_curves_scores_and_calibration_match_the_run_folder(demo_runs, built):
-    out, doc, options = built
+def test_curves_scores_and_calibration_match_the_run_folder(demo_runs, report_built):
+    out, doc, options = report_built
     metrics = json.loads((demo_runs.run_dir / "metrics.json").read_text())
     evaluation = json.loads((demo_runs.run_dir / "evaluation" / "metrics.json").read_text())
     predictions = pd.read_csv(demo_runs.run_dir / "evaluation" / "predictions.csv")
@@ -76,8 +78,8 @@ def test_curves_scores_and_calibration_match_the_run_folder(demo_runs, built):
     assert c["ece"] == pytest.approx(ece, abs=1e-4)
 
 
-def test_highest_losses_and_label_issues(demo_runs, built, issues):
-    _, doc, options = built
+def test_highest_losses_and_label_issues(demo_runs, report_built, issues):
+    _, doc, options = report_built
     frame, worst = issues
     predictions = pd.read_csv(demo_runs.run_dir / "evaluation" / "predictions.csv")
     expected = predictions.sort_values(["loss", "key"], ascending=[False, True]).head(options.top_losses)
@@ -92,12 +94,12 @@ def test_highest_losses_and_label_issues(demo_runs, built, issues):
     assert sum(r["count"] for r in li["by_type_and_class"]) == len(frame.drop_duplicates())
 
 
-def test_embedding_map_and_projector_export(demo_runs, built, issues):
+def test_embedding_map_and_projector_export(demo_runs, report_built, issues):
     from google.protobuf import text_format
     from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
     from tensorboard.plugins.projector.projector_plugin import _read_tensor_tsv_file
 
-    out, doc, options = built
+    out, doc, options = report_built
     split = pd.read_csv(demo_runs.run_dir / "split.csv")
     m = doc["embedding"]
     counts = split["label"].value_counts()
@@ -123,8 +125,8 @@ def test_embedding_map_and_projector_export(demo_runs, built, issues):
     assert sprite.shape[0] == sprite.shape[1] == side * math.ceil(math.sqrt(m["points"]))
 
 
-def test_runs_are_compared(demo_runs, built):
-    _, doc, _ = built
+def test_runs_are_compared(demo_runs, report_built):
+    _, doc, _ = report_built
     rows = {r["run_id"]: r for r in doc["comparison"]}
     assert set(rows) == {demo_runs.run_dir.name, demo_runs.other_run.name}
     first = rows[demo_runs.run_dir.name]
@@ -136,8 +138,8 @@ def test_runs_are_compared(demo_runs, built):
     assert "deep head" in other["recipe"] and first["backbone"] == other["backbone"] == "tiny"
 
 
-def test_byte_identical_and_no_overlay_without_label_issues(demo_runs, built, tmp_path):
-    out, doc, options = built
+def test_byte_identical_and_no_overlay_without_label_issues(demo_runs, report_built, tmp_path):
+    out, doc, options = report_built
     again = tmp_path / "again"
     visualise_run(RunInputs.from_config(demo_runs.config(), demo_runs.run_dir.name), again, options)
     for name in (

@@ -1,0 +1,166 @@
+"""The tree keeps one way for each job, read from the source itself (AST, no imports run):
+
+* a stage package imports another stage's modules only through ``data.core`` and ``train.predict``; what is
+  still shared otherwise is listed below, each with its reason, and an entry nobody needs any more fails too;
+* no folder is swapped by hand: ``os.replace``/``os.rename``/``shutil.move``/``Path.rename`` and
+  ``replace_dir`` appear only in ``data/core/io.py`` (``staged_dir``, ``staged_files``), apart from the file
+  moves listed below;
+* no ``to_parquet(`` / ``pq.write_table(`` outside ``data/core/io.py`` (``write_parquet``: atomic).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from data.core.config import REPO_ROOT
+
+STAGES = ("data.extract", "data.download", "data.kaggle", "train", "label", "deploy", "visualise", "develop")
+GATEWAYS = ("train.predict",)  # the one way every stage loads a run's model
+
+_EMBED = "label embeds the images with the training backbone and its embedding cache (the same features a run learns)"
+_RUNS = "the run lookup (resolve_run, mark_latest) lives in train/runs.py until the one --run lookup of issue 28"
+_IMAGES = "image header sniffing / pixel guard / preprocessing / figure-to-PNG: issue 28's image-utilities part"
+_TEXT = "the title model (train/text.py, fusion.py) that label and serve reuse as trained"
+_CHECKS = "develop/checks.py checks every config section against the stage's own options class: it needs them all"
+# (importing file, imported module) -> why it is still allowed
+ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
+    ("train/screen.py", "data.download.image"): _IMAGES,
+    ("label/inputs.py", "train.screen"): _IMAGES,
+    ("deploy/export.py", "train.dataset"): _IMAGES + " (export's parity check feeds the training pipeline)",
+    ("deploy/export.py", "train.pipeline"): _IMAGES + " (export's parity check feeds the training pipeline)",
+    ("visualise/report_page.py", "train.reporting"): _IMAGES,
+    ("label/embed.py", "train.embeddings"): _EMBED,
+    ("label/embed.py", "train.backbones"): _EMBED,
+    ("label/embed.py", "train.distribute"): _EMBED,
+    ("label/embed.py", "train.errors"): _EMBED,
+    ("label/embed.py", "train.options"): _EMBED + " (resume_options: the run's backbone settings)",
+    ("label/stage.py", "train.runs"): _RUNS,
+    ("deploy/export.py", "train.runs"): _RUNS,
+    ("deploy/title.py", "train.runs"): _RUNS,
+    ("visualise/inputs.py", "train.runs"): _RUNS,
+    ("label/title.py", "train.text"): _TEXT,
+    ("deploy/title.py", "train.text"): _TEXT,
+    ("deploy/title.py", "train.fusion"): _TEXT,
+    ("deploy/serve.py", "train.fusion"): _TEXT,
+    ("develop/checks.py", "data.download.records"): _CHECKS,
+    ("develop/checks.py", "data.extract.stage"): _CHECKS,
+    ("develop/checks.py", "data.kaggle.fetch"): _CHECKS,
+    ("develop/checks.py", "data.kaggle.publish"): _CHECKS,
+    ("develop/checks.py", "deploy.options"): _CHECKS,
+    ("develop/checks.py", "label.options"): _CHECKS,
+    ("develop/checks.py", "train"): _CHECKS + " (train.evaluate's options)",
+    ("develop/checks.py", "train.options"): _CHECKS,
+    ("develop/checks.py", "visualise.options"): _CHECKS,
+}
+
+_FILE_MOVE = "moves one file, not a folder"
+# (file, function) -> why it may rename by hand
+ALLOWED_MOVES: dict[tuple[str, str], str] = {
+    ("train/runs.py", "run_folder"): "a run's work folder outlives an interruption for --resume (staged_dir would "
+    "remove it); on success it is renamed once to a name that does not exist yet",
+    ("data/download/stage.py", "_move_image"): _FILE_MOVE + ": a stored image to its new label's folder",
+    ("train/session.py", "_save_model"): _FILE_MOVE + ": Keras needs the .keras suffix on the temporary name",
+    ("train/efficientnet_lite.py", "imagenet_weights"): _FILE_MOVE + ": Keras needs the .weights.h5 suffix",
+}
+_MOVES = {("os", "replace"), ("os", "rename"), ("shutil", "move")}
+
+
+def _package_files() -> list[Path]:
+    folders = [REPO_ROOT / Path(*stage.split(".")) for stage in STAGES]
+    return sorted(p for folder in folders for p in folder.rglob("*.py"))
+
+
+def _stage_of(module: str) -> str | None:
+    return next((s for s in STAGES if module == s or module.startswith(s + ".")), None)
+
+
+def _name(path: Path) -> str:
+    return path.relative_to(REPO_ROOT).as_posix()
+
+
+def _imports(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_no_stage_imports_another_stage_except_through_the_core():
+    crossing, used = [], set()
+    for path in _package_files():
+        mine = _stage_of(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts))
+        for line, module in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            theirs = _stage_of(module)
+            if theirs is None or theirs == mine or module in GATEWAYS:
+                continue
+            key = (_name(path), module)
+            if key in ALLOWED_IMPORTS:
+                used.add(key)
+            else:
+                crossing.append(f"{key[0]}:{line} imports {module}")
+    assert not crossing, "a stage reaches into another stage (share it through data/core):\n" + "\n".join(crossing)
+    stale = sorted(set(ALLOWED_IMPORTS) - used)
+    assert not stale, f"allowed imports nobody makes any more: remove them from ALLOWED_IMPORTS: {stale}"
+
+
+def _functions(tree: ast.AST) -> dict[ast.AST, str]:
+    """Every node of the tree mapped to the name of the outermost function around it ('' at module level)."""
+    owner: dict[ast.AST, str] = {}
+    for top in ast.iter_child_nodes(tree):
+        name = top.name if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)) else ""
+        for node in ast.walk(top):
+            owner[node] = name
+    return owner
+
+
+def _calls(path: Path) -> list[tuple[int, str, str, str]]:
+    """(line, receiver, attribute or name, function around it) of every call in a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    owner = _functions(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            receiver = func.value.id if isinstance(func.value, ast.Name) else ""
+            found.append((node.lineno, receiver, func.attr, owner.get(node, "")))
+        elif isinstance(func, ast.Name):
+            found.append((node.lineno, "", func.id, owner.get(node, "")))
+    return found
+
+
+def test_no_hand_written_folder_swap_outside_the_core_io():
+    io_module = REPO_ROOT / "data" / "core" / "io.py"
+    by_hand, used = [], set()
+    for path in _package_files():
+        if path == io_module:
+            continue
+        for line, receiver, name, function in _calls(path):
+            move = (receiver, name) in _MOVES or name == "replace_dir" or (name == "rename" and receiver != "os")
+            if not move:
+                continue
+            key = (_name(path), function)
+            if key in ALLOWED_MOVES:
+                used.add(key)
+            else:
+                by_hand.append(f"{key[0]}:{line} {receiver + '.' if receiver else ''}{name} in {function or 'module'}")
+    assert not by_hand, "write a folder through data.core.io.staged_dir (or staged_files):\n" + "\n".join(by_hand)
+    stale = sorted(set(ALLOWED_MOVES) - used)
+    assert not stale, f"allowed moves nobody makes any more: remove them from ALLOWED_MOVES: {stale}"
+
+
+def test_parquet_is_written_only_through_the_core_io():
+    io_module = REPO_ROOT / "data" / "core" / "io.py"
+    direct = [
+        f"{_name(path)}:{line} {receiver + '.' if receiver else ''}{name}"
+        for path in _package_files()
+        if path != io_module
+        for line, receiver, name, _ in _calls(path)
+        if name == "to_parquet" or (receiver == "pq" and name == "write_table")
+    ]
+    assert not direct, "write Parquet with data.core.io.write_parquet (atomic):\n" + "\n".join(direct)
