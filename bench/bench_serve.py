@@ -66,13 +66,13 @@ def naive_app(run_dir: Path) -> Any:
     import tensorflow as tf
     from aiohttp import web
 
-    from deploy.graph import decode_bytes
+    from data.core.images import model_pixels
     from train.predict import Predictor
 
     predictor = Predictor.load(run_dir)
 
     def predict_one(data: bytes) -> list[tuple[str, float]]:
-        pixels = decode_bytes(tf.constant(data), predictor.image_size)
+        pixels = model_pixels(tf.constant(data), predictor.image_size)
         return predictor.top_k(predictor.model.predict(pixels[None], verbose=0), 3)[0]
 
     async def predict(request: web.Request) -> web.Response:

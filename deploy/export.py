@@ -115,6 +115,7 @@ def _measure(
     """
     import tensorflow as tf
 
+    from data.core.images import tf_decode
     from deploy.layout import BYTES_SIGNATURE, PIXELS_SIGNATURE
     from train.pipeline import image_dataset
 
@@ -135,7 +136,7 @@ def _measure(
         diffs["bytes_signature_max_abs_diff"] = max(diffs["bytes_signature_max_abs_diff"], _diff(served, keras_probs))
         if start == 0:  # the pixel signature takes one size per call: a spot check on the first batch
             for data, row in zip(payload, keras_probs):
-                image = tf.io.decode_image(data, channels=3, expand_animations=False)[None]
+                image = tf_decode(data)[None]
                 got = by_pixels(pixels=image)["probabilities"].numpy()
                 diffs["pixels_signature_max_abs_diff"] = max(diffs["pixels_signature_max_abs_diff"], _diff(got, row))
         keras_rows.append(keras_probs)

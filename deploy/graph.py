@@ -2,8 +2,8 @@
 
 Preprocessing lives inside the SavedModel, so a real TF Serving, our server and any other client get the
 same numbers as training's evaluation pipeline: decode (JPEG, PNG, GIF, BMP, WebP), centre square crop,
-antialiased resize to the model's side, RGB 0-255 floats (``train/pipeline.py``'s ``decode_square``, here
-fed bytes rather than a path). The backbone rescales inside the Keras model.
+antialiased resize to the model's side, RGB 0-255 floats: :func:`data.core.images.model_pixels`, which
+``train/pipeline.py``'s ``decode_square`` runs on each file's bytes. The backbone rescales inside the model.
 
 Signatures:
     ``serving_default``: ``image_bytes`` (tf.string, shape [n]) -> ``probabilities`` [n, classes] float32,
@@ -19,25 +19,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import tensorflow as tf
 
+from data.core.images import centre_square, model_pixels
 from deploy.layout import BYTES_INPUT, BYTES_SIGNATURE, PIXELS_INPUT, PIXELS_SIGNATURE
 
 if TYPE_CHECKING:
     import keras
-
-
-def square_resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Centre-crop ``[h, w, 3]`` or ``[n, h, w, 3]`` pixels to a square and resize (float 0-255)."""
-    shape = tf.shape(image)
-    height, width = shape[-3], shape[-2]
-    side = tf.minimum(height, width)
-    image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
-    image = tf.image.resize(image, [image_size, image_size], antialias=True)
-    return tf.clip_by_value(image, 0.0, 255.0)
-
-
-def decode_bytes(data: tf.Tensor, image_size: int) -> tf.Tensor:
-    """One encoded image (a scalar tf.string) as model input pixels."""
-    return square_resize(tf.io.decode_image(data, channels=3, expand_animations=False), image_size)
 
 
 def _outputs(model: "keras.Model", classes: Sequence[str], pixels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -54,14 +40,14 @@ def write_saved_model(model: "keras.Model", classes: Sequence[str], target: Path
 
     def from_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
-            lambda data: decode_bytes(data, size),
+            lambda data: model_pixels(data, size),
             image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         )
         return _outputs(model, classes, pixels)
 
     def from_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return _outputs(model, classes, square_resize(pixels, size))
+        return _outputs(model, classes, centre_square(pixels, size))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json, stored_rows
 from data.core.errors import InputError
-from train.screen import too_many_pixels
+from data.core.images import over_limit
 
 LATEST = LATEST_LABELS
 UNSEEN = "unseen"  # the split of an image the run did not train, validate or test on
@@ -64,7 +64,7 @@ def usable_images(rows: pd.DataFrame, images_dir: Path, run_dir: Path) -> tuple[
     outside = frame["path"].map(lambda p: root not in (images_dir / str(p)).resolve().parents).astype(bool)
     exists = frame["path"].map(lambda p: (images_dir / str(p)).is_file()).astype(bool) & ~outside
     # a bomb is refused by its header, before a decoder allocates it (the limit download and train apply)
-    huge = frame["path"].map(lambda p: bool(too_many_pixels(str(images_dir / str(p))))).astype(bool) & exists
+    huge = frame["path"].map(lambda p: bool(over_limit(images_dir / str(p)))).astype(bool) & exists
     duplicate = frame["key"].astype(str).duplicated(keep="first") & exists & ~huge
     left_out = pd.concat(
         [

@@ -18,27 +18,19 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from data.core.images import difference_hash
 from label.options import LabelOptions
 
 MEASURE_SIDE = 128
 MEASURES = ("brightness", "contrast", "sharpness", "entropy", "colourfulness", "width", "height")
-HASH_SIDE = 8  # the difference hash compares 9 x 8 grey pixels: 64 bits
 FLAGS = ("unreadable", "dark", "light", "blurry", "low_information", "odd_size", "odd_aspect", "grayscale")
 
 
-def difference_hash(grey: np.ndarray) -> int:
-    """A 64-bit difference hash: whether each of 8 x 8 pixels is brighter than its right neighbour.
-
-    A copy that was resized, re-encoded or lightly retouched keeps nearly the same bits; two different
-    photos differ in about half of them. It confirms a near-duplicate pair the embeddings propose.
-    """
-    small = cv2.resize(grey, (HASH_SIDE + 1, HASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
 def measure(path: Path) -> tuple[float, ...] | None:
-    """``MEASURES`` of one image file and its difference hash, or None when OpenCV cannot decode it."""
+    """``MEASURES`` of one image file and its difference hash, or None when OpenCV cannot decode it.
+
+    The hash confirms a near-duplicate pair the embeddings propose.
+    """
     colour = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if colour is None or colour.size == 0:
         return None

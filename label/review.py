@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from data.core.images import thumbnail
 from data.core.io import atomic_write_bytes
 from label.options import LabelOptions
 
@@ -30,15 +31,11 @@ THUMBS = "thumbs"
 JPEG_QUALITY = 80
 
 
-def thumbnail(source: Path, target: Path, side: int) -> bool:
+def write_thumbnail(source: Path, target: Path, side: int) -> bool:
     """Write a JPEG of ``source`` whose longer side is at most ``side``; False when it cannot be read."""
-    image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+    image = thumbnail(source, side, reduced=False, enlarge=False)
     if image is None:
         return False
-    scale = min(1.0, side / max(image.shape[:2]))
-    if scale < 1.0:
-        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     ok, payload = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if ok:
         atomic_write_bytes(target, payload.tobytes())
@@ -157,7 +154,7 @@ def write_review(
     targets = [out_dir / THUMBS / n for n in names]
     (out_dir / THUMBS).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=options.workers) as pool:
-        jobs = pool.map(lambda st: thumbnail(st[0], st[1], options.thumb_size), zip(sources, targets))
+        jobs = pool.map(lambda st: write_thumbnail(st[0], st[1], options.thumb_size), zip(sources, targets))
         made = list(tqdm(jobs, total=len(names), desc="thumbnails", unit="img", leave=False))
     thumbs = {k: (f"{THUMBS}/{n}" if ok else None) for k, n, ok in zip(wanted, names, np.asarray(made, bool))}
     page = out_dir / "review.html"

@@ -23,6 +23,7 @@ import pandas as pd
 from data.core.cli import run, stage_parser
 from data.core.config import ConfigError, config_from_args, options_from_section
 from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
+from data.core.images import thumbnail
 from data.core.io import atomic_write_with, staged_dir, write_json
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
@@ -62,14 +63,10 @@ def check_options(options: EvaluateOptions) -> None:
             raise ConfigError(f"evaluate.{key} must be at least 1")
 
 
-def _thumbnail(path: Path, side: int = 160) -> np.ndarray:
-    """An RGB thumbnail of an image file (grey if it cannot be read)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        return np.full((side, side, 3), 128, np.uint8)
-    scale = side / max(image.shape[:2])
-    image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def _gallery_image(path: Path, side: int = 160) -> np.ndarray:
+    """An RGB thumbnail for the gallery (a grey square if the file cannot be read)."""
+    image = thumbnail(path, side, reduced=False, interpolation=cv2.INTER_LINEAR)
+    return np.full((side, side, 3), 128, np.uint8) if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _write_csv(target: Path, frame: pd.DataFrame, index: bool = False) -> None:
@@ -95,7 +92,7 @@ def _write_outputs(
     _write_csv(out_dir / "confused_pairs.csv", pairs)
     _write_csv(out_dir / EVALUATION_FILES["predictions"], predictions)
     worst = predictions.sort_values("loss", ascending=False, kind="stable").head(gallery_size)
-    images = [_thumbnail(images_dir / p) for p in worst["path"]]
+    images = [_gallery_image(images_dir / p) for p in worst["path"]]
     captions = [
         f"true: {t}\npred: {p} ({c:.2f})" for t, p, c in zip(worst["label"], worst["predicted"], worst["confidence"])
     ]

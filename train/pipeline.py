@@ -17,12 +17,14 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from data.core.images import model_pixels, tf_decode
+
 AUTOTUNE = tf.data.AUTOTUNE
 AUGMENTATIONS = ("none", "light", "strong")
 
 
 def _read(path: tf.Tensor) -> tf.Tensor:
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf_decode(tf.io.read_file(path))
 
 
 def _resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -30,12 +32,9 @@ def _resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def decode_square(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Read an image file, centre-crop it to a square and resize to ``image_size`` (RGB float 0-255)."""
-    image = _read(path)
-    shape = tf.shape(image)
-    side = tf.minimum(shape[0], shape[1])
-    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
-    return tf.clip_by_value(_resize(image, image_size), 0.0, 255.0)
+    """Read an image file, centre-crop it to a square and resize to ``image_size`` (RGB float 0-255), exactly
+    as the serving graph does with the bytes it is sent (:func:`data.core.images.model_pixels`)."""
+    return model_pixels(tf.io.read_file(path), image_size)
 
 
 def decode_augmented(path: tf.Tensor, image_size: int) -> tf.Tensor:

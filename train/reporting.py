@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from data.core.figures import figure_png
 
-def _figure_png(fig: Any) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+DPI = 100
 
 
 def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "confusion matrix") -> bytes:
@@ -47,7 +40,7 @@ def confusion_png(cm: np.ndarray, classes: Sequence[str], title: str = "confusio
                 color="white" if share[i, j] > 0.5 else "black",
                 fontsize=9,
             )
-    return _figure_png(fig)
+    return figure_png(fig, DPI)
 
 
 def gallery_png(images: Sequence[np.ndarray], captions: Sequence[str], columns: int = 4) -> bytes:
@@ -66,7 +59,7 @@ def gallery_png(images: Sequence[np.ndarray], captions: Sequence[str], columns: 
     for ax, image, caption in zip(axes.ravel(), images, captions):
         ax.imshow(image)
         ax.set_title(caption, fontsize=8)
-    return _figure_png(fig)
+    return figure_png(fig, DPI)
 
 
 def log_png(log_dir: Path, tag: str, png: bytes, step: int) -> None:

@@ -2,8 +2,8 @@
 
 A corrupt JPEG in the middle of an epoch stops ``model.fit`` with a TensorFlow traceback; a missing file
 does the same. Every stage that reads images (train, evaluate, predict) first runs :func:`screen_files`,
-which decodes each file once with the same decoder as the pipeline (``tf.io.decode_image``), in parallel
-through tf.data, and reports the ones that fail with a reason, so they can be skipped and counted, or named
+which decodes each file once with the same decoder as the pipeline (:func:`data.core.images.tf_decode`), in
+parallel through tf.data, and reports the ones that fail with a reason, so they can be skipped and counted, or named
 in an error. Its cost, measured on the 5,421 grocery photos (224 px JPEGs) on the 2 shared CPU cores here:
 1.3 s with the machine idle, 5-12 s under a load average of 5-10, against 20-30 s for one from-scratch
 training epoch over their 2,640 training images at 128 px. (OpenCV's reduced-size decode is faster, 0.8 s
@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Sequence
 
 from data.core.errors import InputError
+from data.core.images import MAX_PIXELS, over_limit, tf_decode
 
 log = logging.getLogger(__name__)
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 UNSUPPORTED_SUFFIXES = (".tif", ".tiff", ".heic", ".heif", ".avif", ".svg", ".jxl")  # images TF cannot decode
-MAX_PIXELS = 60_000_000  # download.max_pixels' default: photos larger than download would store are refused
-HEADER_BYTES = 1 << 16  # where an image header states its size (a JPEG's after its EXIF, usually well within)
 TOO_MANY_PIXELS = "too many pixels"
 NAMED_IN_LOG = 20  # bad files named one by one in the log; the rest are counted
 
@@ -44,7 +43,7 @@ def _reason(path: str) -> str:
     import tensorflow as tf
 
     try:
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        tf_decode(tf.io.read_file(path))
     except (tf.errors.OpError, ValueError) as exc:
         return f"not a decodable image ({_first_line(getattr(exc, 'message', str(exc)))})"
     return "not a decodable image"
@@ -54,18 +53,8 @@ def too_many_pixels(path: str, max_pixels: int = MAX_PIXELS) -> str | None:
     """The reason to refuse an image whose header announces more than ``max_pixels`` (a decompression bomb
     is a small file that decodes to gigabytes), read without decoding it; None when it is within the limit
     or its size is not in its first bytes."""
-    from data.download.image import SNIFF_BYTES, header_size, sniff_format
-
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4096)  # every header but a JPEG's behind a large EXIF or ICC block
-            fmt = sniff_format(head[:SNIFF_BYTES])
-            dims = header_size(head, fmt) if fmt else None
-            if fmt == "jpeg" and dims is None:
-                dims = header_size(head + handle.read(HEADER_BYTES), fmt)
-    except OSError:
-        return None  # the decode pass names it
-    if dims and dims[0] * dims[1] > max_pixels:
+    dims = over_limit(path, max_pixels)
+    if dims:
         return f"{TOO_MANY_PIXELS} ({dims[0]}x{dims[1]}, over {max_pixels:,}, the limit download and serve apply)"
     return None
 
@@ -86,7 +75,7 @@ def screen_files(paths: Sequence[Path | str], max_pixels: int = MAX_PIXELS) -> d
     started = time.perf_counter()
 
     def shape(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf_decode(tf.io.read_file(path))
         return index, tf.shape(image)
 
     ds = tf.data.Dataset.from_tensor_slices((present, [names[i] for i in present]))

@@ -27,7 +27,7 @@ from data.core.mapping import load_mapping
 from visualise.duplicates import find_duplicates
 from visualise.eda_page import EdaData, render_eda
 from visualise.funnel import balance, funnel
-from visualise.images import encode, sheet, thumbnail
+from visualise.images import encode, letterboxed, sheet
 from data.core.contracts import read_json
 from visualise.inputs import EdaInputs
 from visualise.options import VisualiseOptions
@@ -98,7 +98,7 @@ def _image_sections(
     paths = stored.set_index("key")["path"]
     side = options.thumbnail_px
     for label, chosen in keys.items():
-        data.samples[label] = encode(sheet([thumbnail(inputs.images / paths[k], side) for k in chosen], columns=12))
+        data.samples[label] = encode(sheet([letterboxed(inputs.images / paths[k], side) for k in chosen], columns=12))
     doc["samples"] = {"per_class": options.thumbnails_per_class, "keys": keys}
     dups, data.exact_groups, data.near_groups = find_duplicates(
         stored,
@@ -110,7 +110,7 @@ def _image_sections(
     )
     for group in data.exact_groups + data.near_groups:
         for key, path in list(zip(group.keys, group.paths))[:4]:
-            data.thumbs[key] = encode(thumbnail(inputs.images / path, side))
+            data.thumbs[key] = encode(letterboxed(inputs.images / path, side))
     doc["duplicates"] = dups
     return doc
 

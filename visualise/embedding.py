@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from data.core.io import atomic_write_bytes
-from visualise.images import encode, sprite, thumbnail
+from visualise.images import encode, letterboxed, sprite
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def write_projector(
     atomic_write_bytes(folder / "tensors.tsv", _tsv([[f"{v:.{DIGITS}g}" for v in row] for row in features]))
     header = list(metadata.columns)
     atomic_write_bytes(folder / "metadata.tsv", _tsv([header] + metadata.astype(str).values.tolist()))
-    thumbs = [thumbnail(images_dir / p, side) for p in metadata["path"]]
+    thumbs = [letterboxed(images_dir / p, side) for p in metadata["path"]]
     atomic_write_bytes(folder / "sprite.png", encode(sprite(thumbs), ".png"))
     config = ProjectorConfig()
     embedding = config.embeddings.add()

@@ -1,8 +1,7 @@
-"""Pictures read from the image folder: thumbnails, contact sheets, projector sprites, difference hashes.
+"""Pictures read from the image folder: letterboxed thumbnails, contact sheets, projector sprites, difference hashes.
 
-OpenCV decodes JPEGs at 1/2, 1/4 or 1/8 scale straight from the DCT (``IMREAD_REDUCED_*``), so a
-thumbnail or a hash of a stored 256 px image costs a fraction of a full decode; that is what keeps the
-near-duplicate search over 100k+ images to a minute or so on two cores.
+Thumbnails and hashes come from :mod:`data.core.images`, which decodes JPEGs at 1/2, 1/4 or 1/8 scale straight
+from the DCT; that is what keeps the near-duplicate search over 100k+ images to a minute or so on two cores.
 """
 
 from __future__ import annotations
@@ -15,35 +14,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data.core.images import file_dhash, thumbnail
+
 BACKGROUND = 244  # letterbox colour: the light grey of the page's tiles
-_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
-_REDUCED_GREY = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4))
 
 
-def _read(path: Path, side: int, grey: bool = False) -> np.ndarray | None:
-    """The image at ``path`` decoded at the smallest scale that still gives ``side`` pixels (None: unreadable)."""
-    probe = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if probe is None:
-        return None
-    shorter8 = min(probe.shape[:2])  # the size at 1/8 tells which reduction still reaches `side`
-    if grey and shorter8 >= side:
-        return probe
-    for factor, flag in _REDUCED_GREY if grey else _REDUCED:
-        if shorter8 * 8 // factor >= side:
-            return cv2.imread(str(path), flag)
-    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
-
-
-def thumbnail(path: Path, side: int) -> np.ndarray:
+def letterboxed(path: Path, side: int) -> np.ndarray:
     """A BGR ``side`` x ``side`` thumbnail, letterboxed (a grey square when the file cannot be read)."""
     canvas = np.full((side, side, 3), BACKGROUND, np.uint8)
-    image = _read(path, side)
-    if image is None:
+    small = thumbnail(path, side)
+    if small is None:
         cv2.line(canvas, (0, 0), (side - 1, side - 1), (0, 0, 200), 2)  # a visible "unreadable" mark
         return canvas
-    scale = side / max(image.shape[:2])
-    w, h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
     top, left = (side - h) // 2, (side - w) // 2
     canvas[top : top + h, left : left + w] = small
     return canvas
@@ -83,19 +66,6 @@ def encode(image: np.ndarray, kind: str = ".jpg", quality: int = 82) -> bytes:
     return payload.tobytes()
 
 
-def dhash(path: Path) -> int | None:
-    """A 64-bit difference hash (is each pixel of a 9x8 grey thumbnail brighter than its right neighbour).
-
-    Resizing, recompression and small colour changes keep most bits; a different photo flips about half.
-    """
-    grey = _read(path, 32, grey=True)
-    if grey is None:
-        return None
-    small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
 def dhash_files(paths: Sequence[Path], threads: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of many files (uint64) and whether each file could be read, decoded on ``threads`` threads.
 
@@ -105,7 +75,7 @@ def dhash_files(paths: Sequence[Path], threads: int = 2, progress: bool = True) 
     readable = np.zeros(len(paths), bool)
     bar = tqdm(total=len(paths), desc="hashing images", unit="img", disable=not progress)
     with ThreadPoolExecutor(max(1, threads)) as pool, bar:
-        for i, value in enumerate(pool.map(dhash, paths)):
+        for i, value in enumerate(pool.map(file_dhash, paths)):
             if value is not None:
                 hashes[i], readable[i] = value, True
             bar.update()

@@ -7,10 +7,11 @@ the same numbers give the same bytes.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from data.core.figures import figure_png
 
 DPI = 90
 KIND_COLOURS = {"total": "#1f6fb2", "keep": "#2e8b57", "drop": "#c0504d", "fail": "#e07b39", "idle": "#9aa5b1"}
@@ -25,15 +26,6 @@ def pyplot() -> Any:
 
     plt.rcParams.update({"svg.hashsalt": "visualise", "font.size": 9, "axes.titlesize": 10, "figure.dpi": DPI})
     return plt
-
-
-def render(fig: Any) -> bytes:
-    """A figure as PNG bytes (no metadata stamp), then closed."""
-    plt = pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def class_colours(classes: Sequence[str]) -> dict[str, Any]:
@@ -63,7 +55,7 @@ def funnel(steps: Sequence[tuple[str, int, str]]) -> bytes:
         ax.set_xlim(0, top * 1.15)
     ax.set_xlabel("rows / URLs" + (" (log scale)" if log else ""))
     ax.spines[["top", "right"]].set_visible(False)
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def grouped_bars(
@@ -89,7 +81,7 @@ def grouped_bars(
     if len(series) > 1:
         ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def boxes(stats: Mapping[str, Mapping[str, Mapping[str, Any]]], titles: Mapping[str, str], log: Sequence[str]) -> bytes:
@@ -113,7 +105,7 @@ def boxes(stats: Mapping[str, Mapping[str, Mapping[str, Any]]], titles: Mapping[
             ax.set_xscale("log")
         ax.set_title(titles.get(column, column))
         ax.invert_yaxis()
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str, fmt: str = "{:.0%}") -> bytes:
@@ -135,7 +127,7 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], tit
                 color="white" if matrix[i, j] > 0.5 else "black",
             )
     ax.set_title(title)
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def histograms(panels: Sequence[tuple[str, Sequence[float], Sequence[int], bool]]) -> bytes:
@@ -152,7 +144,7 @@ def histograms(panels: Sequence[tuple[str, Sequence[float], Sequence[int], bool]
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(title)
         ax.spines[["top", "right"]].set_visible(False)
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def curves(history: Sequence[Mapping[str, Any]]) -> bytes:
@@ -176,7 +168,7 @@ def curves(history: Sequence[Mapping[str, Any]]) -> bytes:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.legend(frameon=False, fontsize=7)
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def reliability(bins: Sequence[Mapping[str, Any]], ece: float) -> bytes:
@@ -210,7 +202,7 @@ def reliability(bins: Sequence[Mapping[str, Any]], ece: float) -> bytes:
     hist.set_xlim(0, 1)
     hist.set_xlabel("confidence")
     hist.set_title("images per bin")
-    return render(fig)
+    return figure_png(fig, DPI)
 
 
 def scatter(
@@ -239,4 +231,4 @@ def scatter(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return render(fig)
+    return figure_png(fig, DPI)

@@ -22,7 +22,7 @@ from data.core.config import Config, ConfigError, config_from_args
 from data.core.contracts import REPORTS
 from data.core.io import atomic_write_bytes
 from visualise.embedding import embed, pca_2d, stratified_sample, umap_2d, umap_available, write_projector
-from visualise.images import encode, thumbnail
+from visualise.images import encode, letterboxed
 from visualise.inputs import RunInputs, label_issues
 from visualise.options import VisualiseOptions
 from visualise.report_page import RunReport, render_report
@@ -119,7 +119,7 @@ def build_report(inputs: RunInputs, options: VisualiseOptions) -> RunReport:
     }
     data = RunReport(doc)
     for row in worst:
-        data.thumbs[row["key"]] = encode(thumbnail(images_dir / row["path"], 154))
+        data.thumbs[row["key"]] = encode(letterboxed(images_dir / row["path"], 154))
     _embedding(data, files, images_dir, options, flagged)
     return data
 

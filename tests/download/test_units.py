@@ -12,7 +12,8 @@ import pytest
 
 from data.core.config import ConfigError
 from data.download.fetch import check_url, classify_status, parse_retry_after
-from data.download.image import ImageParams, header_size, process_image, resize, sniff_format
+from data.core.images import header_size, sniff_format
+from data.download.image import ImageParams, process_image, resize
 from data.download.shards import Columns, InputError, read_input, safe_folder
 from data.download.records import DECODE_ERROR, OK, TOO_MANY_PIXELS, DownloadOptions
 from develop.synthetic import draw_product_image, encode_jpeg

@@ -14,7 +14,7 @@ from data.core.config import REPO_ROOT
 from data.core.errors import InputError
 from data.core.mapping import load_mapping
 from visualise.eda import EdaInputs, eda, main
-from visualise.images import dhash
+from data.core.images import file_dhash
 from visualise.options import VisualiseOptions
 from visualise.tabular import ALL, NUMERIC, QUANTILES
 
@@ -122,7 +122,7 @@ def test_image_sizes_samples_and_duplicates(sample, eda_built):
 
     near = doc["duplicates"]["near"]
     distinct = stored.sort_values("key").drop_duplicates("sha256")
-    hashes = np.array([dhash(sample.processed / "images" / p) for p in distinct["path"]], np.uint64)
+    hashes = np.array([file_dhash(sample.processed / "images" / p) for p in distinct["path"]], np.uint64)
     bits = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     assert near["pairs"] == int((np.triu(bits <= 4, 1)).sum())  # the banded search misses no pair
     assert near["hashed"] == near["distinct_files"] == len(distinct)
