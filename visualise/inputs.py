@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from data.core.config import Config
 from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT, IMAGES, LABELS, MANIFEST, RUNS
+from data.core.runs import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ class RunInputs:
         Raises:
             InputError: no such run (``RunNotFound``).
         """
-        from train.runs import resolve_run
-
         return cls(resolve_run(cfg.path(RUNS), run), cfg.path(IMAGES), cfg.path(RUNS), cfg.path(LABELS))
 
 
