@@ -26,8 +26,9 @@ from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS, IMAGES, RUN_FILES, RUNS
 from data.core.errors import InputError, StageError
 from data.core.io import staged_dir, write_json
+from data.core.runs import add_run_argument, resolve_run
 from deploy import layout
-from deploy.options import ExportOptions, export_options
+from deploy.options import ExportOptions
 
 if TYPE_CHECKING:
     from data.core.config import Config
@@ -229,7 +230,8 @@ def export_run(
     files, labels = _split(run_dir, images_dir, options.split)  # before TensorFlow loads: a wrong path fails fast
     predictor = Predictor.load(run_dir)
     model_dir = exports_dir / options.model_name
-    source, options_doc = provenance(run_dir), {**dataclasses.asdict(options), "tflite": list(options.tflite)}
+    doc = {k: v for k, v in dataclasses.asdict(options).items() if k != "run"}  # which run: the card's source_run
+    source, options_doc = provenance(run_dir), {**doc, "tflite": list(options.tflite)}
     with layout.exclusive(model_dir):
         for stale in model_dir.glob(".*.tmp-*"):  # a killed export's folder (we hold the lock: nobody else's)
             shutil.rmtree(stale, ignore_errors=True)
@@ -304,17 +306,17 @@ def summary(result: ExportResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make export``)."""
     parser = stage_parser("deploy.export", __doc__)
-    parser.add_argument("--run", help="latest (default: export.run), a run id or a run folder")
+    add_run_argument(parser, "export")
     parser.add_argument("--force", action="store_true", help="a new version even if the latest holds this model")
     args = parser.parse_args(argv)
 
     def body() -> int:
         from data.core.config import config_from_args
-        from train.runs import resolve_run, run_images_dir
+        from train.runs import run_images_dir
 
         cfg = config_from_args(args)
-        options = export_options(cfg)
-        run_dir = resolve_run(cfg.path(RUNS), args.run or cfg.section("export").get("run", "latest"))
+        options = ExportOptions.from_config(cfg, cli=args)
+        run_dir = resolve_run(cfg.path(RUNS), options.run)
         images_dir = run_images_dir(run_dir, cfg.path(IMAGES))
         result = export_run(run_dir, images_dir, cfg.path(EXPORTS), options, config=cfg, force=args.force)
         print(summary(result))

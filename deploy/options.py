@@ -1,26 +1,36 @@
-"""``ExportOptions`` and ``ServeOptions``: the ``[export]`` and ``[serve]`` sections of data/config.toml."""
+"""``ExportOptions`` and ``ServeOptions``: the ``[export]`` and ``[serve]`` sections of data/config.toml
+(``--run`` and ``--host`` / ``--port`` on top)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from data.core.config import options_from_section, shown
+from data.core.config import Config, StageOptions, shown
 from data.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from data.core.config import Config
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a folder name (at most 100 characters)
 
 
+def check_model_name(name: str, key: str) -> str:
+    """``name`` when it can be a folder name under ``{exports}`` (TF Serving's ``--model_name``)."""
+    if not _MODEL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{key} = {shown(name)}: use letters, digits, '_', '.' or '-', at most 100 (a folder name under exports)"
+        )
+    return name
+
+
 @dataclass(frozen=True)
-class ExportOptions:
+class ExportOptions(StageOptions):
     """How to export a run (see data/config.toml for the meaning of each key)."""
 
+    SECTION = "export"
+    CLI = {"run": "run"}
+
+    run: str = "latest"
     model_name: str = "product_categorizer"
     tflite: tuple[str, ...] = TFLITE_VARIANTS
     max_accuracy_drop: float = 0.02
@@ -30,10 +40,29 @@ class ExportOptions:
     latency_runs: int = 50
     representative_images: int = 100
 
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a bad model name, TFLite variant or split, or a count out of range."""
+        check_model_name(self.model_name, "export.model_name")
+        unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]
+        if unknown:
+            raise ConfigError(
+                f"export.tflite has unknown variant(s) {unknown}; choose from {', '.join(TFLITE_VARIANTS)}"
+            )
+        if self.split not in ("train", "validation", "test"):
+            raise ConfigError(f"export.split = {self.split!r}; choose train, validation or test")
+        for key in ("batch_size", "latency_runs", "representative_images"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"export.{key} must be at least 1")
+        if self.parity_tolerance < 0:
+            raise ConfigError("export.parity_tolerance must not be negative")
+
 
 @dataclass(frozen=True)
-class ServeOptions:
+class ServeOptions(StageOptions):
     """How to serve an export (see data/config.toml for the meaning of each key)."""
+
+    SECTION = "serve"
+    CLI = {"host": "host", "port": "port"}
 
     host: str = "127.0.0.1"
     port: int = 8501
@@ -52,48 +81,23 @@ class ServeOptions:
     retry_after: int = 1
     cors_origins: tuple[str, ...] = ()
 
-
-def check_model_name(name: str, key: str) -> str:
-    """``name`` when it can be a folder name under ``{exports}`` (TF Serving's ``--model_name``)."""
-    if not _MODEL_NAME.fullmatch(name):
-        raise ConfigError(
-            f"{key} = {shown(name)}: use letters, digits, '_', '.' or '-', at most 100 (a folder name under exports)"
-        )
-    return name
-
-
-def export_options(cfg: "Config") -> ExportOptions:
-    """``[export]`` as options (``run`` is read by the command line); ``ConfigError`` for a bad value."""
-    options = options_from_section(ExportOptions, cfg.section("export"), "export", ignore=("run",))
-    check_model_name(options.model_name, "export.model_name")
-    unknown = [v for v in options.tflite if v not in TFLITE_VARIANTS]
-    if unknown:
-        raise ConfigError(f"export.tflite has unknown variant(s) {unknown}; choose from {', '.join(TFLITE_VARIANTS)}")
-    if options.split not in ("train", "validation", "test"):
-        raise ConfigError(f"export.split = {options.split!r}; choose train, validation or test")
-    for key in ("batch_size", "latency_runs", "representative_images"):
-        if getattr(options, key) < 1:
-            raise ConfigError(f"export.{key} must be at least 1")
-    if options.parity_tolerance < 0:
-        raise ConfigError("export.parity_tolerance must not be negative")
-    return options
-
-
-def serve_options(cfg: "Config") -> ServeOptions:
-    """``[serve]`` as options, the model name defaulting to ``export.model_name``; ``ConfigError`` if bad."""
-    options = options_from_section(ServeOptions, cfg.section("serve"), "serve")
-    if not options.model_name:
+    def resolve(self, cfg: Config) -> "ServeOptions":
+        """The model name defaulting to ``export.model_name``."""
+        if self.model_name:
+            return self
         name = cfg.section("export").get("model_name", ExportOptions.model_name)
-        options = dataclasses.replace(options, model_name=str(name))
-    check_model_name(options.model_name, "serve.model_name")
-    for key in ("max_batch_size", "max_queue", "workers", "max_body_bytes", "max_pixels", "max_files", "top_k"):
-        if getattr(options, key) < 1:
-            raise ConfigError(f"serve.{key} must be at least 1")
-    if options.batch_timeout < 0:
-        raise ConfigError("serve.batch_timeout must not be negative (0: no waiting for more requests)")
-    for key in ("request_timeout", "header_timeout", "poll_interval"):
-        if getattr(options, key) <= 0:
-            raise ConfigError(f"serve.{key} must be a positive number of seconds")
-    if not 0 <= options.port <= 65535:
-        raise ConfigError(f"serve.port = {options.port}: expected 0-65535")
-    return options
+        return dataclasses.replace(self, model_name=str(name))
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a bad model name or port, or a count or time out of range."""
+        check_model_name(self.model_name, "serve.model_name")
+        for key in ("max_batch_size", "max_queue", "workers", "max_body_bytes", "max_pixels", "max_files", "top_k"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"serve.{key} must be at least 1")
+        if self.batch_timeout < 0:
+            raise ConfigError("serve.batch_timeout must not be negative (0: no waiting for more requests)")
+        for key in ("request_timeout", "header_timeout", "poll_interval"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"serve.{key} must be a positive number of seconds")
+        if not 0 <= self.port <= 65535:  # the same words for serve.port and --port: either may have set it
+            raise ConfigError(f"serve.port = {self.port} (--port {self.port}): expected 0-65535")

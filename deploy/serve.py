@@ -10,7 +10,6 @@ swaps in a newer one when ``make export`` writes it, without a restart. Routes: 
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS
 from data.core.errors import ConfigError, InputError
 from deploy import layout
-from deploy.options import serve_options
+from deploy.options import ServeOptions
 
 
 def _cannot_listen(host: str, port: int, exc: OSError) -> str:
@@ -58,12 +57,11 @@ def bind(host: str, port: int) -> list[socket.socket]:
 
 def _titles(cfg: Any) -> Any:
     """The title model of ``fusion.text_run`` (with ``fusion.run``'s weight), or None when there is none."""
-    from data.core.config import options_from_section
     from data.core.contracts import RUNS
     from deploy.title import TitleModel
     from train.fusion import FusionOptions
 
-    fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
+    fusion = FusionOptions.from_config(cfg)
     try:
         runs = cfg.path(RUNS)
     except ConfigError:  # a configuration without runs: photos only
@@ -90,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         from deploy.app import build_app
 
         cfg = config_from_args(args)
-        options = serve_options(cfg)
-        options = dataclasses.replace(
-            options, host=args.host or options.host, port=options.port if args.port is None else args.port
-        )
-        if not 0 <= options.port <= 65535:
-            raise ConfigError(f"--port {options.port}: expected 0-65535")
+        options = ServeOptions.from_config(cfg, cli=args)
         model_dir = args.model_dir or cfg.path(EXPORTS) / options.model_name
         found = layout.versions(model_dir)
         if not found and not args.wait:

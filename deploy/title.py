@@ -48,7 +48,7 @@ class TitleModel:
         """The text run ``text_ref`` and the weight of ``fusion_ref``; None (logged) when there is no text run."""
         from data.core.errors import InputError
         from train.fusion import read_fusion
-        from train.runs import RunNotFound, resolve_run
+        from data.core.runs import RunNotFound, resolve_run
         from train.text import TextModel
 
         if not text_ref:

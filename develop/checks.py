@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.core.config import REPO_ROOT, Config, options_from_section
+from data.core.config import REPO_ROOT, Config
 from data.core.errors import InputError
 
 NOT_OUTPUTS = ("root", "version", "label_mapping")  # [paths] entries that are not folders the stages write
@@ -23,26 +23,18 @@ def check_settings(cfg: Config) -> None:
         ConfigError: an unknown key, a value of the wrong type or out of its range (the stage's message).
     """
     from data.download.records import DownloadOptions
-    from data.extract.stage import ExtractSettings
-    from data.kaggle.fetch import FetchSettings
+    from data.extract.stage import ExtractOptions
+    from data.kaggle.fetch import FetchOptions
     from data.kaggle.publish import PublishSettings
-    from deploy.options import export_options
+    from deploy.options import ExportOptions
     from label.options import LabelOptions
-    from train import evaluate
-    from train.options import TrainOptions, check_options
+    from train.evaluate import EvaluateOptions
+    from train.options import TrainOptions
     from visualise.options import VisualiseOptions
 
-    options_from_section(ExtractSettings, cfg.section("extract"), "extract")
-    DownloadOptions.from_config(cfg.section("download"))
-    options_from_section(FetchSettings, cfg.section("fetch"), "fetch")
-    options_from_section(PublishSettings, cfg.section("publish"), "publish")
-    check_options(TrainOptions.from_config(cfg))
-    evaluate.check_options(
-        options_from_section(evaluate.EvaluateOptions, cfg.section("evaluate"), "evaluate", ignore=("run",))
-    )
-    LabelOptions.from_config(cfg)
-    export_options(cfg)
-    VisualiseOptions.from_config(cfg)
+    stages = (ExtractOptions, DownloadOptions, FetchOptions, PublishSettings, TrainOptions, EvaluateOptions)
+    for options in (*stages, LabelOptions, ExportOptions, VisualiseOptions):
+        options.from_config(cfg)
 
 
 def check_outputs_inside(cfg: Config, root: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from data.core.config import Config, options_from_section
+from data.core.config import Config, StageOptions
 from data.core.errors import ConfigError
 
 # Issue types, in the order the review page and the summary list them (the first that applies is the
@@ -29,13 +29,18 @@ ISSUE_TYPES = (
 EMBEDDINGS = ("auto", "pretrained", "model")  # label/embed.py: where the vectors come from
 # cleanlab.filter.find_label_issues methods that need nothing but the labels and the probabilities
 FILTERS = ("both", "prune_by_noise_rate", "prune_by_class", "confident_learning", "predicted_neq_given")
-CLI_KEYS = ("run", "version")  # read by the command line, not by the stage functions
 
 
 @dataclass(frozen=True)
-class LabelOptions:
-    """How ``make label`` finds issues and how ``make apply-labels`` applies them."""
+class LabelOptions(StageOptions):
+    """How ``make label`` finds issues and how ``make apply-labels`` applies them (``run`` and ``version``:
+    which run ``make label`` reads and the name of the label version it writes; ``--run``, ``--version``)."""
 
+    SECTION = "label"
+    CLI = {"run": "run", "version": "version"}
+
+    run: str = "latest"
+    version: str = ""
     embeddings: str = "auto"
     folds: int = 5
     seed: int = 42
@@ -72,18 +77,10 @@ class LabelOptions:
     auto_threshold: float = 0.0
     auto_drop: tuple[str, ...] = ("unreadable", "cross_class_duplicate", "low_information")
 
-    @classmethod
-    def from_config(cls, cfg: Config) -> LabelOptions:
-        """Options from a loaded configuration (``{root}``-style placeholders in ``cache_dir`` expanded).
-
-        Raises:
-            ConfigError: an unknown key, a value of the wrong type, or a value out of its range.
-        """
-        options = options_from_section(cls, cfg.section("label"), "label", ignore=CLI_KEYS)
+    def resolve(self, cfg: Config) -> LabelOptions:
+        """The options with ``{root}``-style placeholders in ``cache_dir`` expanded."""
         paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
-        options = dataclasses.replace(options, cache_dir=options.cache_dir.format(**paths))
-        options.check()
-        return options
+        return dataclasses.replace(self, cache_dir=self.cache_dir.format(**paths))
 
     def check(self) -> None:
         """Raise ``ConfigError`` for a value no run could use (before any work is done)."""

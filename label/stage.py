@@ -26,8 +26,9 @@ import pandas as pd
 from data.core.cli import run, stage_parser
 from data.core.config import Config
 from data.core.contracts import APPLIED, CATALOGUE, IMAGES, ISSUES, LABELS, MANIFEST, RUNS
-from data.core.errors import ConfigError, InputError
+from data.core.errors import InputError
 from data.core.io import staged_dir, write_json, write_parquet
+from data.core.runs import add_run_argument, resolve_run
 from label.duplicates import describe_clusters, exact_groups
 from label.embed import choose_source
 from label.health import class_imbalance, health
@@ -211,30 +212,20 @@ def _write(
         write_review(tmp, review, images_dir, summary, options, table)
 
 
-def _cli_value(section: dict[str, Any], key: str, given: str | None, default: str) -> str:
-    """A ``[label]`` key the command line may override (``run``, ``version``), checked to be text."""
-    value = given if given is not None else section.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"label.{key} = {value!r}: expected a string (quote it: '\"...\"')")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make label``)."""
     parser = stage_parser("label", __doc__)
-    parser.add_argument("--run", default=None, help="latest (default), a run id or a run folder")
+    add_run_argument(parser, "label")
     parser.add_argument("--version", default=None, help="name of the label version (default: <UTC time>-<run id>)")
     args = parser.parse_args(argv)
 
     def body() -> int:
         from data.core.config import config_from_args
-        from train.runs import resolve_run
 
         cfg = config_from_args(args)
-        options = LabelOptions.from_config(cfg)
-        section = cfg.section("label")
-        run_dir = resolve_run(cfg.path(RUNS), _cli_value(section, "run", args.run, "latest"))
-        version = check_version_name(_cli_value(section, "version", args.version, "") or new_version(run_dir))
+        options = LabelOptions.from_config(cfg, cli=args)
+        run_dir = resolve_run(cfg.path(RUNS), options.run)
+        version = check_version_name(options.version or new_version(run_dir))
         out_dir = cfg.path(LABELS) / version
         result = find_issues(
             run_dir, MANIFEST.path(cfg), cfg.path(IMAGES), out_dir, options, config=cfg, catalogue=CATALOGUE.path(cfg)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import Config, options_from_section
+from data.core.config import Config, StageOptions
 from data.core.contracts import CATALOGUE, LABELS
 from data.core.errors import ConfigError
 from data.core.io import staged_dir, write_json, write_parquet
@@ -93,8 +93,10 @@ def add_title_opinions(table: pd.DataFrame, opinions: pd.DataFrame) -> tuple[pd.
 
 
 @dataclass(frozen=True)
-class TitleCheckOptions:
+class TitleCheckOptions(StageOptions):
     """The ``[label_title]`` section of data/config.toml."""
+
+    SECTION = "label_title"
 
     enabled: bool = True
     folds: int = 5
@@ -103,8 +105,7 @@ class TitleCheckOptions:
 
 def label_options(cfg: Config) -> tuple[TextOptions, TitleCheckOptions]:
     """The ``[text]`` options (how the title model is built) and ``[label_title]``."""
-    check = options_from_section(TitleCheckOptions, cfg.section("label_title"), "label_title")
-    return options_from_section(TextOptions, cfg.section("text"), "text"), check
+    return TextOptions.from_config(cfg), TitleCheckOptions.from_config(cfg)
 
 
 def with_titles(table: pd.DataFrame, catalogue: Path | None, config: Config | None) -> tuple[pd.DataFrame, dict]:

@@ -21,17 +21,18 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import ConfigError, config_from_args, options_from_section
+from data.core.config import ConfigError, StageOptions, config_from_args
 from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
 from data.core.images import thumbnail
 from data.core.io import atomic_write_with, staged_dir, write_json
+from data.core.runs import add_run_argument, resolve_run
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
 from train.gate import describe, sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.predict import Predictor
 from train.reporting import confusion_png, gallery_png, log_png, write_png
-from train.runs import resolve_run, run_images_dir
+from train.runs import run_images_dir
 from train.screen import BAD_IMAGE_POLICIES, report_bad, screen_files
 from train.split import SPLITS
 
@@ -39,9 +40,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
+class EvaluateOptions(StageOptions):
     """What to evaluate and how much to report (the ``[evaluate]`` section of data/config.toml)."""
 
+    SECTION = "evaluate"
+    CLI = {"run": "run", "split": "split"}
+
+    run: str = "latest"
     split: str = "test"
     batch_size: int = 64
     gallery_size: int = 16
@@ -49,18 +54,17 @@ class EvaluateOptions:
     bad_images: str = "skip"
     strict: bool = False
 
-
-def check_options(options: EvaluateOptions) -> None:
-    """Raise ``ConfigError`` for an unknown split or policy, or a count below 1."""
-    if options.split not in SPLITS:
-        raise ConfigError(f"evaluate.split = {options.split!r} is not a split; choose one of {', '.join(SPLITS)}")
-    if options.bad_images not in BAD_IMAGE_POLICIES:
-        raise ConfigError(
-            f"evaluate.bad_images = {options.bad_images!r}; choose one of {', '.join(BAD_IMAGE_POLICIES)}"
-        )
-    for key in ("batch_size", "gallery_size"):
-        if getattr(options, key) < 1:
-            raise ConfigError(f"evaluate.{key} must be at least 1")
+    def check(self) -> None:
+        """Raise ``ConfigError`` for an unknown split or policy, or a count below 1."""
+        if self.split not in SPLITS:
+            raise ConfigError(f"evaluate.split = {self.split!r} is not a split; choose one of {', '.join(SPLITS)}")
+        if self.bad_images not in BAD_IMAGE_POLICIES:
+            raise ConfigError(
+                f"evaluate.bad_images = {self.bad_images!r}; choose one of {', '.join(BAD_IMAGE_POLICIES)}"
+            )
+        for key in ("batch_size", "gallery_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"evaluate.{key} must be at least 1")
 
 
 def _gallery_image(path: Path, side: int = 160) -> np.ndarray:
@@ -122,7 +126,7 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         images_dir: folder the split's image paths are relative to (``{images}`` or the run's train.images).
         options: split, batch size, gallery size, number of confused pairs, bad-image policy.
     """
-    check_options(options)
+    options.check()
     from train.text import is_text_run
 
     if is_text_run(run_dir):  # a title run (make train-text): train/text_run.py scores it
@@ -169,19 +173,14 @@ def _evaluate_text(run_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make evaluate``)."""
     parser = stage_parser("train.evaluate", __doc__)
-    parser.add_argument("--run", default=None, help="latest (default), a run id or a run folder")
+    add_run_argument(parser, "evaluate")
     parser.add_argument("--split", default=None, help="which split to score: train, validation or test (default)")
     args = parser.parse_args(argv)
 
     def body() -> int:
         cfg = config_from_args(args)
-        section = cfg.section("evaluate")
-        ref = args.run or section.get("run", "latest")
-        if args.split:
-            section["split"] = args.split
-        options = options_from_section(EvaluateOptions, section, "evaluate", ignore=("run",))
-        check_options(options)
-        run_dir = resolve_run(cfg.path(RUNS), str(ref))
+        options = EvaluateOptions.from_config(cfg, cli=args)
+        run_dir = resolve_run(cfg.path(RUNS), options.run)
         report = evaluate(run_dir, run_images_dir(run_dir, cfg.path(IMAGES)), options)
         print(
             f"run: {run_dir}  split: {report['split']}  images: {report['samples']}  skipped: {report['skipped'] or 0}"

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.config import Config
+from data.core.config import Config, StageOptions
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.errors import InputError
 from data.core.io import atomic_write_bytes, write_json
+from data.core.runs import resolve_run
 from train.errors import DataSetError
 from train.metrics import classification_report
-from train.runs import TrainResult, new_run_id, resolve_run, run_folder, run_images_dir
+from train.runs import TrainResult, new_run_id, run_folder, run_images_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
 
 
 @dataclass(frozen=True)
-class FusionOptions:
+class FusionOptions(StageOptions):
     """The ``[fusion]`` section of data/config.toml."""
+
+    SECTION = "fusion"
 
     image_run: str = "latest"
     text_run: str = "latest-text"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from data.core.config import Config, options_from_section
+from data.core.config import Config
 from data.core.contracts import CATALOGUE, IMAGES, RUNS
 from train.gate import describe
 from train.options import TrainOptions
@@ -13,7 +13,7 @@ def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> in
     if options.modality == "both":
         from train.fusion import FusionOptions, summary_lines, train_fusion
 
-        fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
+        fusion = FusionOptions.from_config(cfg)
         result = train_fusion(
             cfg.path(RUNS), cfg.path(CATALOGUE.path_key), cfg.path(IMAGES), fusion, run_id=run_id, config=cfg
         )
@@ -22,7 +22,7 @@ def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> in
     from train.text import TextOptions
     from train.text_run import LATEST_TEXT, train_text
 
-    text = options_from_section(TextOptions, cfg.section("text"), "text")
+    text = TextOptions.from_config(cfg)
     result = train_text(cfg.path(CATALOGUE.path_key), cfg.path(RUNS), options, text, run_id=run_id, config=cfg)
     m, v = result.metrics, result.metrics["validation"]
     data = m["data"]

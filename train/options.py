@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.core.config import Config, ConfigError, apply_override, options_from_section, shown
+from data.core.config import Config, ConfigError, StageOptions, apply_override, shown
 from data.core.contracts import RUN_FILES
 from data.core.io import write_json
 from train.lite_weights import VARIANTS as LITE_VARIANTS
@@ -35,8 +35,10 @@ MODALITIES = ("image", "text", "both")  # text: train/text_run.py; both: train/f
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(StageOptions):
     """How to train; every field is a key of ``[train]`` (see data/config.toml for the meaning of each)."""
+
+    SECTION = "train"
 
     backbone: str = "auto"
     weights: str = "imagenet"
@@ -77,17 +79,41 @@ class TrainOptions:
         if self.head == "auto":
             object.__setattr__(self, "head", AUTO_HEAD[recipe])
 
-    @classmethod
-    def from_config(cls, cfg: Config) -> "TrainOptions":
-        """Options from a loaded configuration, with ``{root}``-style placeholders in paths expanded."""
-        options = options_from_section(cls, cfg.section("train"), "train")
+    def resolve(self, cfg: Config) -> "TrainOptions":
+        """The options with ``{root}``-style placeholders in paths expanded."""
         paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
         return dataclasses.replace(
-            options,
-            cache_dir=options.cache_dir.format(**paths),
-            split_file=options.split_file.format(**paths),
-            images=options.images.format(**paths),
+            self,
+            cache_dir=self.cache_dir.format(**paths),
+            split_file=self.split_file.format(**paths),
+            images=self.images.format(**paths),
         )
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` for an unknown name or an impossible number, before any work."""
+        for key, choices in (
+            ("backbone", BACKBONES + ("auto",)),
+            ("head", HEADS + ("auto",)),
+            ("strategy", STRATEGIES),
+            ("recipe", RECIPES),
+            ("bad_images", BAD_IMAGE_POLICIES),
+            ("augment", AUGMENT),
+            ("modality", MODALITIES),
+        ):
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"train.{key} = {shown(getattr(self, key))}; choose one of {', '.join(choices)}")
+        _check_numbers(self)
+        for key in ("weight_decay", "warmup_epochs", "time_budget_s", "dropout", "fine_tune_epochs"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must not be negative")
+        if not 0 <= self.label_smoothing < 1 or not self.dropout < 1:
+            raise ConfigError("train.label_smoothing and train.dropout must be in [0, 1)")
+        if self.modality == "image":  # the weights only matter to a photo run (text and both train none)
+            _check_weights(self)
+        try:
+            validate_ratios(self.split)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @property
     def from_scratch(self) -> bool:
@@ -142,25 +168,8 @@ def _check_numbers(options: TrainOptions) -> None:
         raise ConfigError(f"train.seed = {options.seed} must be from 0 to 2**32 - 1")
 
 
-def check_options(options: TrainOptions) -> None:
-    """Raise ``ConfigError`` for an unknown name or an impossible number, before any work."""
-    for key, choices in (
-        ("backbone", BACKBONES + ("auto",)),
-        ("head", HEADS + ("auto",)),
-        ("strategy", STRATEGIES),
-        ("recipe", RECIPES),
-        ("bad_images", BAD_IMAGE_POLICIES),
-        ("augment", AUGMENT),
-        ("modality", MODALITIES),
-    ):
-        if getattr(options, key) not in choices:
-            raise ConfigError(f"train.{key} = {shown(getattr(options, key))}; choose one of {', '.join(choices)}")
-    _check_numbers(options)
-    for key in ("weight_decay", "warmup_epochs", "time_budget_s", "dropout", "fine_tune_epochs"):
-        if getattr(options, key) < 0:
-            raise ConfigError(f"train.{key} must not be negative")
-    if not 0 <= options.label_smoothing < 1 or not options.dropout < 1:
-        raise ConfigError("train.label_smoothing and train.dropout must be in [0, 1)")
+def _check_weights(options: TrainOptions) -> None:
+    """The ImageNet weights' package, or the weights file named, is there (before any image is read)."""
     weights = str(options.weights)
     if weights == "imagenet" and options.backbone in LITE_VARIANTS and not options.from_scratch:
         source_file(options.backbone)  # a missing weights package is refused before any image is read
@@ -169,10 +178,6 @@ def check_options(options: TrainOptions) -> None:
             f"train.weights = {weights!r}: no such weights file (give imagenet, none, or the path of a weights "
             f"file such as an earlier run's backbone.weights.h5)"
         )
-    try:
-        validate_ratios(options.split)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def save_options(run_dir: Path, options: TrainOptions) -> None:
@@ -193,4 +198,4 @@ def resume_options(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -
     for override in overrides:
         if override.strip().startswith("train."):
             apply_override(data, override)
-    return options_from_section(TrainOptions, data["train"], "train")
+    return TrainOptions.from_saved(data["train"])

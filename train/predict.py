@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import options_from_section
+from data.core.config import StageOptions
 from data.core.contracts import RUN_FILES, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import atomic_write_with
+from data.core.runs import add_run_argument, resolve_run
 from train.screen import IMAGE_SUFFIXES, screen_files
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "check_run", "collect_images", "predictions_frame"]
@@ -182,26 +183,23 @@ def predictions_frame(predictor: Predictor, files: Sequence[Path], probs: np.nda
 
 
 @dataclass(frozen=True)
-class PredictOptions:
+class PredictOptions(StageOptions):
     """The optional ``[predict]`` section; each key is also a flag (``--run``, ``--top-k``, ``--batch-size``)."""
+
+    SECTION = "predict"
+    CLI = {"run": "run", "top_k": "top_k", "batch_size": "batch_size"}
 
     run: str = "latest"
     top_k: int = 3
     batch_size: int = 64
 
-
-def predict_options(section: dict[str, Any], args: Any) -> PredictOptions:
-    """``[predict]`` with the flags given on the command line on top; ``ConfigError`` for a bad value."""
-    for name in (f.name for f in fields(PredictOptions)):
-        if getattr(args, name) is not None:
-            section[name] = getattr(args, name)
-    options = options_from_section(PredictOptions, section, "predict")
-    for name in ("top_k", "batch_size"):
-        if getattr(options, name) < 1:
-            raise ConfigError(
-                f"predict.{name} (--{name.replace('_', '-')}) = {getattr(options, name)}: must be at least 1"
-            )
-    return options
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a count below 1."""
+        for name in ("top_k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"predict.{name} (--{name.replace('_', '-')}) = {getattr(self, name)}: must be at least 1"
+                )
 
 
 def check_out(out: Path) -> Path:
@@ -230,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make predict FILES=...``)."""
     parser = stage_parser("train.predict", __doc__)
     parser.add_argument("inputs", nargs="+", help="image files, folders or @list.txt files")
-    parser.add_argument("--run", help="latest (default: predict.run), a run id or a run folder")
+    add_run_argument(parser, "predict")
     parser.add_argument("--top-k", type=int, help="classes per image (default: predict.top_k, 3)")
     parser.add_argument("--out", type=Path, help="CSV to write (default: <run>/predictions.csv)")
     parser.add_argument("--batch-size", type=int, help="images per model call (default: predict.batch_size, 64)")
@@ -238,10 +236,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from data.core.config import config_from_args
-        from train.runs import resolve_run
 
         cfg = config_from_args(args)
-        options = predict_options(cfg.section("predict"), args)
+        options = PredictOptions.from_config(cfg, cli=args)
         from train.predict_titles import is_title_input, predict_titles
 
         if any(is_title_input(i) for i in args.inputs):  # titles, with or without photos: train/predict_titles.py

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.config import Config, options_from_section
+from data.core.config import Config
 from data.core.contracts import RUNS
 from data.core.errors import InputError
 from data.core.io import atomic_write_with
-from train.runs import RunNotFound, resolve_run
+from data.core.runs import RunNotFound, resolve_run
 from train.screen import screen_files
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _models(cfg: Config, image_ref: str, need_image: bool, need_text: bool, need
     from train.fusion import FusionOptions, read_fusion
     from train.text import TextModel
 
-    fusion = options_from_section(FusionOptions, cfg.section("fusion"), "fusion")
+    fusion = FusionOptions.from_config(cfg)
     fusion_ref = fusion.run
     runs = cfg.path(RUNS)
     out: dict[str, Any] = {"weight": DEFAULT_WEIGHT, "fusion": None}

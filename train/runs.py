@@ -1,7 +1,8 @@
 """Run folders: ``{runs}/<run_id>/`` with a ``{runs}/latest`` text file naming the newest finished one.
 
 A run id is a UTC timestamp plus the backbone (``20240501-101500-resnet50``), so runs sort by time and say
-what they trained. Evaluate, label and deploy resolve ``latest``, a run id or a folder path the same way.
+what they trained. Every stage that reads a run names it the same way (``latest``, a run id or a folder) and
+finds it with :func:`data.core.runs.resolve_run`.
 
 A run is built in ``{runs}/.incomplete/<run_id>/`` and renamed to ``{runs}/<run_id>/`` only when its model
 is saved, so every run folder holds a model. A run refused before its first epoch leaves nothing; one
@@ -21,13 +22,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data.core.contracts import RUN_FILES, read_json
-from data.core.errors import BusyError, InputError
+from data.core.errors import BusyError
 from data.core.io import atomic_write_bytes
+from data.core.runs import LATEST, resolve_run
 from train.errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
 
-LATEST = "latest"
 INCOMPLETE = ".incomplete"
 
 
@@ -37,10 +38,6 @@ class TrainResult:
 
     run_dir: Path
     metrics: dict[str, Any]
-
-
-class RunNotFound(InputError, FileNotFoundError):
-    """A run reference that names no run folder."""
 
 
 def new_run_id(backbone: str, runs_dir: Path | None = None) -> str:
@@ -56,25 +53,6 @@ def new_run_id(backbone: str, runs_dir: Path | None = None) -> str:
 def mark_latest(runs_dir: Path, run_id: str) -> None:
     """Point ``{runs}/latest`` at ``run_id`` (a one-line text file, atomic)."""
     atomic_write_bytes(runs_dir / LATEST, (run_id + "\n").encode("utf-8"))
-
-
-def resolve_run(runs_dir: Path, ref: str | Path = LATEST) -> Path:
-    """The run folder named by ``ref``: ``latest``, a run id under ``runs_dir``, or a path to a run folder.
-
-    Raises:
-        RunNotFound: with a message for the user when no such run folder exists.
-    """
-    ref = str(ref)
-    if ref == LATEST or (ref.startswith(LATEST + "-") and (runs_dir / ref).is_file()):  # latest-text, latest-fusion
-        pointer = runs_dir / ref
-        if not pointer.is_file():
-            raise RunNotFound(f"no training run yet: {pointer} does not exist (run `make train` first)")
-        ref = pointer.read_text(encoding="utf-8").strip()
-    candidate = Path(ref)
-    for folder in (candidate, runs_dir / ref):
-        if folder.is_dir():
-            return folder
-    raise RunNotFound(f"no run folder {ref!r} (looked in {runs_dir})")
 
 
 def resolve_resume(runs_dir: Path, ref: str) -> Path:

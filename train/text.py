@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from data.core.config import StageOptions
 from data.core.errors import ConfigError, InputError
 
 MODEL_FILE = "text_model.pkl"  # in a text run folder; written and read only by this module
@@ -28,8 +29,10 @@ _SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
-class TextOptions:
+class TextOptions(StageOptions):
     """The ``[text]`` section of data/config.toml (see there for the meaning of each key)."""
+
+    SECTION = "text"
 
     word_max_n: int = 2
     char_min_n: int = 3
@@ -42,20 +45,19 @@ class TextOptions:
     max_title_chars: int = 500
     batch_size: int = 20_000
 
-
-def check_text_options(options: TextOptions) -> None:
-    """Raise ``ConfigError`` for an impossible value, before any data is read."""
-    if not 1 <= options.word_max_n <= 4:
-        raise ConfigError(f"text.word_max_n = {options.word_max_n}: choose 1-4")
-    if not 1 <= options.char_min_n <= options.char_max_n <= 8:
-        raise ConfigError("text.char_min_n and text.char_max_n must satisfy 1 <= min <= max <= 8")
-    if not 12 <= options.hash_bits <= 24:
-        raise ConfigError(f"text.hash_bits = {options.hash_bits}: choose 12-24 (2**bits features per n-gram kind)")
-    if options.regularization <= 0:
-        raise ConfigError("text.regularization must be above 0")
-    for key in ("max_title_chars", "batch_size"):
-        if getattr(options, key) < 1:
-            raise ConfigError(f"text.{key} must be at least 1")
+    def check(self) -> None:
+        """Raise ``ConfigError`` for an impossible value, before any data is read."""
+        if not 1 <= self.word_max_n <= 4:
+            raise ConfigError(f"text.word_max_n = {self.word_max_n}: choose 1-4")
+        if not 1 <= self.char_min_n <= self.char_max_n <= 8:
+            raise ConfigError("text.char_min_n and text.char_max_n must satisfy 1 <= min <= max <= 8")
+        if not 12 <= self.hash_bits <= 24:
+            raise ConfigError(f"text.hash_bits = {self.hash_bits}: choose 12-24 (2**bits features per n-gram kind)")
+        if self.regularization <= 0:
+            raise ConfigError("text.regularization must be above 0")
+        for key in ("max_title_chars", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"text.{key} must be at least 1")
 
 
 def normalise_title(text: Any, max_chars: int = 500) -> str:
@@ -183,7 +185,7 @@ class TextModel:
             raise InputError(f"{path} was written by another version of this code: train the text run again")
         model = cls.__new__(cls)
         model.classes = tuple(doc["classes"])
-        model.options = TextOptions(**doc["options"])
+        model.options = TextOptions.from_saved(doc["options"])
         model.temperature = float(doc["temperature"])
         model.features, model.classifier = doc["features"], doc["classifier"]
         return model

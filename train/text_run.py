@@ -31,7 +31,7 @@ from train.metrics import classification_report, cross_entropy
 from train.options import TrainOptions
 from train.runs import TrainResult, new_run_id, run_folder
 from train.split import SPLITS, assign_split, split_counts
-from train.text import TextModel, TextOptions, check_text_options, normalise_title
+from train.text import TextModel, TextOptions, normalise_title
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def train_text(
         DataSetError: a catalogue without titles, with one class, or too few titles per class.
     """
     started = time.perf_counter()
-    check_text_options(options)
+    options.check()
     frame, left_out = load_titles(catalogue, options)
     check_trainable(frame, train.split)
     frame["split"] = split_titles(frame, train).to_numpy()

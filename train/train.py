@@ -27,7 +27,7 @@ from data.core.contracts import IMAGES, LABELS, MANIFEST, RUNS, applied_manifest
 from train.dataset import ImageDataSet
 from train.errors import ModelNotUseful
 from train.gate import describe
-from train.options import TrainOptions, check_options, resume_options
+from train.options import TrainOptions, resume_options
 from train.runs import TrainResult, mark_latest, new_run_id, resolve_resume
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def train(
         ModelNotUseful: ``options.strict`` and the sanity gate fired (the run is kept; ``latest`` is not moved).
     """
     started = time.perf_counter()
-    check_options(options)
+    options.check()
     if options.images:
         images_dir = Path(options.images)
     elif images_dir is None:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         runs_dir = cfg.path(RUNS)
         resume = resolve_resume(runs_dir, args.resume) if args.resume else None
-        options = resume_options(resume, args.overrides) if resume else TrainOptions.from_config(cfg)
+        options = resume_options(resume, args.overrides) if resume else TrainOptions.from_config(cfg, cli=args)
         if options.modality != "image":  # titles (train/text_run.py) or titles fused with photos (train/fusion.py)
             from train.modality import train_modality
 

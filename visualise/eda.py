@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         started = time.perf_counter()
         cfg = config_from_args(args)
-        options = VisualiseOptions.from_config(cfg)
+        options = VisualiseOptions.from_config(cfg, cli=args)
         result = eda(EdaInputs.from_config(cfg), args.out or cfg.path(REPORTS) / "eda", options, config=cfg)
         print(summary(result, time.perf_counter() - started))
         return 0

@@ -28,6 +28,7 @@ from data.core.contracts import (
 )
 from data.core.errors import InputError
 from data.core.mapping import LABEL_MAPPING
+from data.core.runs import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ class RunInputs:
         Raises:
             InputError: no such run (``RunNotFound``).
         """
-        from train.runs import resolve_run
-
         return cls(resolve_run(cfg.path(RUNS), run), cfg.path(IMAGES), cfg.path(RUNS), cfg.path(LABELS))
 
 

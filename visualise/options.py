@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from data.core.config import Config, ConfigError, options_from_section
+from data.core.config import ConfigError, StageOptions
 
 MAP_METHODS = ("auto", "pca", "umap")
 
 
 @dataclass(frozen=True)
-class VisualiseOptions:
+class VisualiseOptions(StageOptions):
     """How much each report samples and shows (see data/config.toml for each key)."""
+
+    SECTION = "visualise"
+    CLI = {"run": "run"}
 
     seed: int = 0
     thumbnails_per_class: int = 12
@@ -30,7 +33,8 @@ class VisualiseOptions:
     label_version: str = "latest"
     max_report_mb: float = 25.0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a size or count out of range, or an unknown map method."""
         at_least_one = ("thumbnail_px", "histogram_bins", "max_hash_images", "calibration_bins", "sprite_px")
         for name in (*at_least_one, "batch_size", "max_report_mb"):
             if getattr(self, name) <= 0:
@@ -43,11 +47,6 @@ class VisualiseOptions:
             raise ConfigError(f"visualise.duplicate_distance must be in 0..16 bits, got {self.duplicate_distance!r}")
         if self.map_method not in MAP_METHODS:
             raise ConfigError(f"visualise.map_method must be one of {MAP_METHODS}, got {self.map_method!r}")
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> "VisualiseOptions":
-        """Options from ``cfg``'s ``[visualise]`` section; unknown keys and wrong types are errors."""
-        return options_from_section(cls, cfg.section("visualise"), "visualise")
 
     def to_dict(self) -> dict[str, object]:
         """The options as written into a report's JSON (they decide what the page samples)."""

@@ -21,6 +21,7 @@ from data.core.cli import run, stage_parser
 from data.core.config import Config, ConfigError, config_from_args
 from data.core.contracts import REPORTS
 from data.core.io import atomic_write_bytes
+from data.core.runs import add_run_argument
 from visualise.embedding import embed, pca_2d, stratified_sample, umap_2d, umap_available, write_projector
 from visualise.images import encode, letterboxed
 from visualise.inputs import RunInputs, label_issues
@@ -161,15 +162,15 @@ def visualise_run(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make visualise``)."""
     parser = stage_parser("visualise.report", __doc__)
-    parser.add_argument("--run", help="latest (default: visualise.run), a run id or a run folder")
+    add_run_argument(parser, "visualise")
     parser.add_argument("--out", type=Path, help="report folder (default: {reports}/<run id>)")
     args = parser.parse_args(argv)
 
     def body() -> int:
         started = time.perf_counter()
         cfg = config_from_args(args)
-        options = VisualiseOptions.from_config(cfg)
-        inputs = RunInputs.from_config(cfg, args.run or options.run)
+        options = VisualiseOptions.from_config(cfg, cli=args)
+        inputs = RunInputs.from_config(cfg, options.run)
         out_dir = args.out or cfg.path(REPORTS) / inputs.run_dir.name
         doc = visualise_run(inputs, out_dir, options, config=cfg)
         e = doc["evaluation"]

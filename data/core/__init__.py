@@ -2,6 +2,6 @@
 the inter-stage file contracts, and a background aiohttp server.
 
 A stage never imports another stage's internals; it reads and writes the files named in
-:mod:`data.core.contracts` and takes its options from one config section through
-:func:`data.core.config.options_from_section`.
+:mod:`data.core.contracts`, takes its options from its config section and command line through
+:meth:`data.core.config.StageOptions.from_config`, and names a run through :mod:`data.core.runs`.
 """

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg = config_from_args(args)
-        opts = DownloadOptions.from_config(cfg.section("download"))
+        opts = DownloadOptions.from_config(cfg, cli=args)
         if args.limit is not None and args.limit < 0:
             raise InputError("--limit must be >= 0")
         columns = Columns(url=args.url_col, key=args.key_col, label=args.label_col)

@@ -7,10 +7,10 @@ one of the failure statuses below, with a short ``reason`` (e.g. ``"HTTP 404"``)
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from data.core import contracts
-from data.core.config import ConfigError, options_from_section
+from data.core.config import ConfigError, StageOptions
 
 OK = contracts.OK  # a stored image: the status every reader of a manifest keeps (named in the contracts)
 INVALID_URL = "invalid_url"  # not http(s), malformed, or a redirect to such a URL
@@ -37,8 +37,10 @@ DISTRIBUTORS = ("local", "processes", "ray")  # where shards run: this process, 
 
 
 @dataclass(frozen=True)
-class DownloadOptions:
+class DownloadOptions(StageOptions):
     """The ``[download]`` section of the configuration, typed and checked."""
+
+    SECTION = "download"
 
     concurrency: int = 128
     per_host: int = 32
@@ -64,7 +66,8 @@ class DownloadOptions:
     task_cpus: float = 1.0
     shards_per_task: int = 0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ``ConfigError`` for a count, size or time out of range, or an unknown mode."""
         positive = (
             "concurrency",
             "per_host",
@@ -98,11 +101,6 @@ class DownloadOptions:
             raise ConfigError(f"download.distributor must be one of {DISTRIBUTORS}, got {self.distributor!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"download.jpeg_quality must be in 1..100, got {self.jpeg_quality!r}")
-
-    @classmethod
-    def from_config(cls, section: dict[str, Any]) -> "DownloadOptions":
-        """Options from ``cfg.section("download")``: unknown keys and wrong types are errors, never coerced."""
-        return options_from_section(cls, section, "download")
 
 
 class InputRow(NamedTuple):

@@ -7,7 +7,6 @@ Every record read ends either in ``catalogue.parquet`` or in ``dropped.parquet``
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data.core.cli import run, stage_parser
-from data.core.config import config_from_args, options_from_section
+from data.core.config import StageOptions, config_from_args
 from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT_FILE, url_key
 from data.core.errors import InputError
 from data.core.mapping import LABEL_MAPPING, load_mapping
@@ -41,14 +40,19 @@ class ExtractError(InputError):
 
 
 @dataclass(frozen=True)
-class ExtractOptions:
-    """Inputs and switches of :func:`extract`."""
+class ExtractOptions(StageOptions):
+    """Inputs and switches of :func:`extract`: the ``[extract]`` section, ``[paths]`` and ``--raw`` / ``--out``."""
+
+    SECTION = "extract"
+    CLI = {"raw": "raw_dir", "out": "out_dir"}
+    PATHS = {"raw_dir": "raw", "out_dir": "processed", "mapping": LABEL_MAPPING}
+    LOCAL = ("threads",)
 
     raw_dir: Path
     out_dir: Path
     mapping: Path
-    merged_file: str = "Amazon-Products.csv"
     fail_on_unmapped: bool = False
+    merged_file: str = "Amazon-Products.csv"
     threads: int = 4
 
 
@@ -189,14 +193,6 @@ def _use_jemalloc() -> None:
             pass
 
 
-@dataclass(frozen=True)
-class ExtractSettings:
-    """The ``[extract]`` section of the configuration (see data/config.toml)."""
-
-    fail_on_unmapped: bool = False
-    merged_file: str = "Amazon-Products.csv"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``make extract``)."""
     parser = stage_parser("data.extract", __doc__)
@@ -207,13 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         _use_jemalloc()
         cfg = config_from_args(args)
-        settings = options_from_section(ExtractSettings, cfg.section("extract"), "extract")
-        options = ExtractOptions(
-            raw_dir=args.raw or cfg.path("raw"),
-            out_dir=args.out or cfg.path("processed"),
-            mapping=cfg.path(LABEL_MAPPING),
-            **dataclasses.asdict(settings),
-        )
+        options = ExtractOptions.from_config(cfg, cli=args)
         if not options.raw_dir.is_dir():
             raise ExtractError(
                 f"raw data folder {options.raw_dir} does not exist: run `make fetch-raw` (needs Kaggle "

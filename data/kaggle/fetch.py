@@ -22,7 +22,7 @@ from typing import Any
 
 from data.core.errors import StageError
 from data.core.cli import run, stage_parser
-from data.core.config import config_from_args, options_from_section
+from data.core.config import StageOptions, config_from_args
 from data.core.io import staged_dir, write_json
 from data.kaggle.api import connect, plain_errors
 
@@ -36,11 +36,16 @@ class FetchError(StageError):
     """The download cannot be used (not a zip, unsafe member names); the message says what happened."""
 
 
-@dataclass(frozen=True)
-class FetchOptions:
-    """What to download and where to put it."""
+@dataclass(frozen=True, kw_only=True)
+class FetchOptions(StageOptions):
+    """What to download and where to put it: the ``[fetch]`` section, ``paths.raw`` and the flags."""
 
-    dataset: str  # owner/slug on Kaggle
+    SECTION = "fetch"
+    CLI = {"dataset": "dataset", "out": "out_dir", "force": "force"}
+    PATHS = {"out_dir": "raw"}
+    LOCAL = ("force",)
+
+    dataset: str = "lokeshparab/amazon-products-dataset"  # owner/slug on Kaggle
     out_dir: Path  # the raw folder, e.g. data/raw/v1
     force: bool = False  # replace an existing raw folder
 
@@ -114,13 +119,6 @@ def fetch_raw(options: FetchOptions, api: Any = None) -> dict[str, Any]:
     return dict(summary, folder=str(out), skipped=False)
 
 
-@dataclass(frozen=True)
-class FetchSettings:
-    """The ``[fetch]`` section of the configuration."""
-
-    dataset: str = "lokeshparab/amazon-products-dataset"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (``make fetch-raw``)."""
     parser = stage_parser("data.kaggle.fetch", __doc__)
@@ -131,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg = config_from_args(args)
-        settings = options_from_section(FetchSettings, cfg.section("fetch"), "fetch")
-        options = FetchOptions(
-            dataset=args.dataset or settings.dataset, out_dir=args.out or cfg.path("raw"), force=args.force
-        )
+        options = FetchOptions.from_config(cfg, cli=args)
         summary = fetch_raw(options)
         if not summary["skipped"]:
             cfg.save(options.out_dir)

@@ -21,12 +21,12 @@ from typing import Any
 
 from data.core.errors import StageError
 from data.core.cli import run, stage_parser
-from data.core.config import Config, config_from_args, options_from_section
+from data.core.config import Config, StageOptions, config_from_args
 from data.core.contracts import CATALOGUE, IMAGES, KAGGLE
 from data.core.io import write_json
 from data.kaggle.api import KaggleApiError, connect, explain, find_credentials, plain_errors, username
 from data.kaggle.metadata import METADATA_FILE, validate_metadata
-from data.kaggle.fetch import FetchSettings
+from data.kaggle.fetch import FetchOptions
 from data.kaggle.package import DatasetSpec, StagedDataset, stage_dataset
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,10 @@ def format_report(report: dict[str, Any], metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
-class PublishSettings:
+class PublishSettings(StageOptions):
     """The ``[publish]`` section of the configuration (see data/config.toml)."""
+
+    SECTION = "publish"
 
     owner: str = ""
     slug: str = "amazon-products-images-7-classes"
@@ -238,8 +240,8 @@ class PublishSettings:
 
 def options_from_config(cfg: Config, args: argparse.Namespace) -> PublishOptions:
     """PublishOptions from the ``[publish]`` section, ``[paths]`` and the command-line flags."""
-    settings = options_from_section(PublishSettings, cfg.section("publish"), "publish")
-    source = options_from_section(FetchSettings, cfg.section("fetch"), "fetch").dataset
+    settings = PublishSettings.from_config(cfg)
+    source = FetchOptions.from_config(cfg).dataset
     spec = DatasetSpec(
         owner=settings.owner,
         slug=settings.slug,

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.core.config import ConfigError
+from data.core.config import Config, ConfigError
 from data.download.fetch import check_url, classify_status, parse_retry_after
 from data.core.images import header_size, sniff_format
 from data.download.image import ImageParams, process_image, resize
@@ -65,12 +65,17 @@ def test_smaller_images_are_enlarged_only_when_asked(mode, upscale, expected):
         assert out[50, 20:80].tolist() == [[40, 40, 40]] * 60 and out[50, 19].tolist() == [255, 255, 255]
 
 
+def _options(section: dict) -> DownloadOptions:
+    """Download options from a configuration whose ``[download]`` section is ``section``."""
+    return DownloadOptions.from_config(Config({"download": section}))
+
+
 def test_upscale_option_is_a_boolean():
-    assert DownloadOptions.from_config({"upscale": True}).upscale is True
+    assert _options({"upscale": True}).upscale is True
     with pytest.raises(ConfigError, match="upscale"):
-        DownloadOptions.from_config({"upscale": "yes"})
+        _options({"upscale": "yes"})
     with pytest.raises(ConfigError, match="retries"):
-        DownloadOptions.from_config({"retries": True})
+        _options({"retries": True})
 
 
 def test_process_image_stores_resized_jpeg_with_hash(tmp_path):
@@ -148,13 +153,13 @@ def test_classify_status(code, status):
 
 
 def test_options_from_config_reject_typos_and_bad_values():
-    assert DownloadOptions.from_config({"concurrency": 8, "backoff": 1}).backoff == 1.0
+    assert _options({"concurrency": 8, "backoff": 1}).backoff == 1.0
     with pytest.raises(ConfigError, match="concurency"):
-        DownloadOptions.from_config({"concurency": 8})
+        _options({"concurency": 8})
     with pytest.raises(ConfigError, match="resize_mode"):
-        DownloadOptions.from_config({"resize_mode": "stretch"})
+        _options({"resize_mode": "stretch"})
     with pytest.raises(ConfigError, match="workers"):
-        DownloadOptions.from_config({"workers": 0})
+        _options({"workers": 0})
 
 
 def test_read_input_csv_with_named_columns_derived_keys_and_duplicates(tmp_path):

@@ -10,8 +10,7 @@ import pytest
 from data.core.config import ConfigError, load_config, options_from_section
 from data.core.errors import BusyError
 from train.evaluate import EvaluateOptions
-from train.evaluate import check_options as check_evaluate
-from train.options import TrainOptions, check_options, resume_options
+from train.options import TrainOptions, resume_options
 from train.runs import INCOMPLETE, new_run_id, resolve_resume, run_folder
 
 
@@ -45,12 +44,12 @@ def test_config_values_are_checked_not_coerced(override, message):
 )
 def test_impossible_options_are_refused(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_options(TrainOptions(**values))
+        TrainOptions(**values).check()
 
 
 def test_defaults_of_the_reviewed_config_pass_and_auto_picks_the_recipe():
     options = TrainOptions.from_config(load_config())
-    check_options(options)
+    options.check()
     assert not options.from_scratch  # imagenet weights: transfer
     assert (
         TrainOptions(weights="none").from_scratch and not TrainOptions(weights="none", recipe="transfer").from_scratch
@@ -73,10 +72,10 @@ def test_resume_reads_an_older_runs_options(tmp_path):
 def test_evaluate_options():
     section = load_config().section("evaluate")
     options = options_from_section(EvaluateOptions, section, "evaluate", ignore=("run",))
-    check_evaluate(options)
+    options.check()
     assert options == EvaluateOptions()
     with pytest.raises(ConfigError, match="evaluate.split = 'dev' is not a split"):
-        check_evaluate(EvaluateOptions(split="dev"))
+        EvaluateOptions(split="dev").check()
 
 
 def test_run_folder_is_built_aside_and_never_replaces_another(tmp_path):

@@ -1,0 +1,44 @@
+"""Naming a training run: ``latest`` (the default), a run id under ``{runs}``, or a run folder.
+
+Every stage that reads a run (evaluate, predict, label, export, visualise, fusion, ``--resume``) takes it
+from its options' ``run`` (``--run``, or ``<section>.run``) and finds the folder with :func:`resolve_run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data.core.errors import InputError
+
+LATEST = "latest"
+
+
+class RunNotFound(InputError, FileNotFoundError):
+    """A run reference that names no run folder."""
+
+
+def add_run_argument(parser: argparse.ArgumentParser, section: str) -> None:
+    """``--run``: which run a stage reads; left out, ``<section>.run`` (itself ``latest`` by default)."""
+    parser.add_argument("--run", help=f"latest (default: {section}.run), a run id or a run folder")
+
+
+def resolve_run(runs_dir: Path, ref: str | Path = LATEST) -> Path:
+    """The run folder named by ``ref``: ``latest``, a run id under ``runs_dir``, or a path to a run folder.
+
+    ``latest-text`` and ``latest-fusion`` name the newest title and fusion runs the same way.
+
+    Raises:
+        RunNotFound: with a message for the user when no such run folder exists.
+    """
+    ref = str(ref)
+    if ref == LATEST or (ref.startswith(LATEST + "-") and (runs_dir / ref).is_file()):  # latest-text, latest-fusion
+        pointer = runs_dir / ref
+        if not pointer.is_file():
+            raise RunNotFound(f"no training run yet: {pointer} does not exist (run `make train` first)")
+        ref = pointer.read_text(encoding="utf-8").strip()
+    candidate = Path(ref)
+    for folder in (candidate, runs_dir / ref):
+        if folder.is_dir():
+            return folder
+    raise RunNotFound(f"no run folder {ref!r} (looked in {runs_dir})")
