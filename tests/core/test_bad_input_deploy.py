@@ -17,6 +17,7 @@ import pytest
 
 from data.core.config import REPO_ROOT
 from tests.helpers.bad_input import one_clear_line, run_stage, snapshot
+from tests.helpers.signals import default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,10 @@ def test_export_numbers_above_every_version_and_an_interrupted_one_leaves_nothin
     before = snapshot(root)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "deploy.export", "--set", f"paths.root={root}", "--force"]
-    with subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True) as export:
+    popen = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
+    with popen as export:
         while export.poll() is None and not list(model_dir.glob(".12.tmp-*")):
             time.sleep(0.05)  # wait until it is building version 12
         export.send_signal(signal.SIGINT)
