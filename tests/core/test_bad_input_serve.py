@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from data.core.config import REPO_ROOT
 from tests.deploy.support import call, wait_served
 from tests.helpers.bad_input import run_stage
-from tests.helpers.signals import default_sigint
+from tests.helpers.signals import start_interruptible
 
 pytestmark = pytest.mark.slow
 
@@ -53,15 +52,7 @@ def live(tiny_run, tmp_path_factory) -> Iterator[Live]:
     command = [sys.executable, "-m", "deploy.serve", "--set", f"paths.root={root}", "--port", "0"]
     command += ["--set", f"serve.header_timeout={HEADER_TIMEOUT}", "--set", f"serve.max_queue={MAX_QUEUE}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_sigint,  # the Ctrl-C below must reach it even when the tests run in the background
-    )
+    process = start_interruptible(command, env)
     try:
         banner = process.stdout.readline() if process.stdout else ""
         found = re.search(r"on http://127\.0\.0\.1:(\d+)/", banner)

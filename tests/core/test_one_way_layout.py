@@ -85,22 +85,24 @@ def _imports(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
+def _only_allowed(found: list[tuple[tuple[str, str], str]], allowed: dict, advice: str, table: str) -> None:
+    """Fail for a found ``(key, where)`` not in ``allowed``, and for an entry of ``allowed`` nothing uses."""
+    refused = [where for key, where in found if key not in allowed]
+    assert not refused, f"{advice}:\n" + "\n".join(refused)
+    stale = sorted(set(allowed) - {key for key, _ in found})
+    assert not stale, f"allowed entries nothing needs any more: remove them from {table}: {stale}"
+
+
 def test_no_stage_imports_another_stage_except_through_the_core():
-    crossing, used = [], set()
+    found = []
     for path in _package_files():
         mine = _stage_of(".".join(path.relative_to(REPO_ROOT).with_suffix("").parts))
         for line, module in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             theirs = _stage_of(module)
-            if theirs is None or theirs == mine or module in GATEWAYS:
-                continue
-            key = (_name(path), module)
-            if key in ALLOWED_IMPORTS:
-                used.add(key)
-            else:
-                crossing.append(f"{key[0]}:{line} imports {module}")
-    assert not crossing, "a stage reaches into another stage (share it through data/core):\n" + "\n".join(crossing)
-    stale = sorted(set(ALLOWED_IMPORTS) - used)
-    assert not stale, f"allowed imports nobody makes any more: remove them from ALLOWED_IMPORTS: {stale}"
+            if theirs is not None and theirs != mine and module not in GATEWAYS:
+                found.append(((_name(path), module), f"{_name(path)}:{line} imports {module}"))
+    advice = "a stage reaches into another stage (share it through data/core)"
+    _only_allowed(found, ALLOWED_IMPORTS, advice, "ALLOWED_IMPORTS")
 
 
 def _functions(tree: ast.AST) -> dict[ast.AST, str]:
@@ -132,22 +134,14 @@ def _calls(path: Path) -> list[tuple[int, str, str, str]]:
 
 def test_no_hand_written_folder_swap_outside_the_core_io():
     io_module = REPO_ROOT / "data" / "core" / "io.py"
-    by_hand, used = [], set()
-    for path in _package_files():
-        if path == io_module:
-            continue
+    found = []
+    for path in (p for p in _package_files() if p != io_module):
         for line, receiver, name, function in _calls(path):
-            move = (receiver, name) in _MOVES or name == "replace_dir" or (name == "rename" and receiver != "os")
-            if not move:
-                continue
-            key = (_name(path), function)
-            if key in ALLOWED_MOVES:
-                used.add(key)
-            else:
-                by_hand.append(f"{key[0]}:{line} {receiver + '.' if receiver else ''}{name} in {function or 'module'}")
-    assert not by_hand, "write a folder through data.core.io.staged_dir (or staged_files):\n" + "\n".join(by_hand)
-    stale = sorted(set(ALLOWED_MOVES) - used)
-    assert not stale, f"allowed moves nobody makes any more: remove them from ALLOWED_MOVES: {stale}"
+            if (receiver, name) in _MOVES or name == "replace_dir" or (name == "rename" and receiver != "os"):
+                where = f"{_name(path)}:{line} {receiver + '.' if receiver else ''}{name} in {function or 'module'}"
+                found.append(((_name(path), function), where))
+    advice = "write a folder through data.core.io.staged_dir (or staged_files)"
+    _only_allowed(found, ALLOWED_MOVES, advice, "ALLOWED_MOVES")
 
 
 def test_parquet_is_written_only_through_the_core_io():

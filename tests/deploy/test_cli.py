@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from data.core.config import REPO_ROOT
 from deploy.serve import main
 from tests.deploy.support import MODEL, call, photo, wait_served
-from tests.helpers.signals import default_sigint
+from tests.helpers.signals import start_interruptible
 
 
 def _config(tmp_path) -> str:
@@ -47,15 +46,7 @@ def test_serve_runs_until_interrupted(exported, tmp_path):
     command = [sys.executable, "-m", "deploy.serve", "--config", _config(tmp_path)]
     command += ["--model-dir", str(exported.version_dir.parent), "--port", str(port)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_sigint,
-    )
+    process = start_interruptible(command, env)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_served(process, url, 120)
