@@ -53,7 +53,7 @@ class ExportResult:
 
 def _split(run_dir: Path, images_dir: Path, split: str) -> tuple[list[Path], np.ndarray]:
     """The files and labels of the split the export is measured on; ``InputError`` if unusable."""
-    from train.dataset import ImageDataSet
+    from train.predict import ImageDataSet
 
     data = ImageDataSet.from_run(run_dir, images_dir)
     files, labels = data.files(split), data.labels(split)
@@ -70,8 +70,7 @@ def _split(run_dir: Path, images_dir: Path, split: str) -> tuple[list[Path], np.
 
 def _representative(predictor: "Predictor", images_dir: Path, count: int) -> np.ndarray:
     """Pixels of up to ``count`` training images (every class in turn), to calibrate full-integer TFLite."""
-    from train.dataset import ImageDataSet
-    from train.pipeline import image_dataset
+    from train.predict import ImageDataSet, image_dataset
 
     data = ImageDataSet.from_run(predictor.run_dir, images_dir)
     files, labels = data.files("train"), data.labels("train")
@@ -118,7 +117,7 @@ def _measure(
 
     from data.core.images import tf_decode
     from deploy.layout import BYTES_SIGNATURE, PIXELS_SIGNATURE
-    from train.pipeline import image_dataset
+    from train.predict import image_dataset
 
     signatures = tf.saved_model.load(str(work)).signatures
     by_bytes, by_pixels = signatures[BYTES_SIGNATURE], signatures[PIXELS_SIGNATURE]
@@ -312,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from data.core.config import config_from_args
-        from train.runs import run_images_dir
+        from data.core.runs import run_images_dir
 
         cfg = config_from_args(args)
         options = ExportOptions.from_config(cfg, cli=args)

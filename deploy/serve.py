@@ -59,7 +59,7 @@ def _titles(cfg: Any) -> Any:
     """The title model of ``fusion.text_run`` (with ``fusion.run``'s weight), or None when there is none."""
     from data.core.contracts import RUNS
     from deploy.title import TitleModel
-    from train.fusion import FusionOptions
+    from train.predict import FusionOptions
 
     fusion = FusionOptions.from_config(cfg)
     try:

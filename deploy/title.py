@@ -47,9 +47,9 @@ class TitleModel:
     def load(cls, runs_dir: Path, text_ref: str, fusion_ref: str) -> TitleModel | None:
         """The text run ``text_ref`` and the weight of ``fusion_ref``; None (logged) when there is no text run."""
         from data.core.errors import InputError
-        from train.fusion import read_fusion
+        from train.predict import read_fusion
         from data.core.runs import RunNotFound, resolve_run
-        from train.text import TextModel
+        from train.predict import TextModel
 
         if not text_ref:
             return None
@@ -68,7 +68,7 @@ class TitleModel:
 
     def probabilities(self, title: str, classes: Sequence[str]) -> np.ndarray:
         """The title's probabilities over ``classes`` (the served photo model's order)."""
-        from train.fusion import align
+        from train.predict import align
 
         return align(self.text.predict_proba([title]), self.text.classes, classes)[0]
 
@@ -115,7 +115,7 @@ def _classes(service: Service, titles: TitleModel) -> tuple[Any, tuple[str, ...]
 async def answer(service: Service, titles: TitleModel, title: str | None, images: Sequence[bytes]) -> list[Any]:
     """One ``(probabilities, source, who, classes)`` per image (fused with the title), or the title alone; an
     ``ImageRejected`` for a photo that cannot be read."""
-    from train.fusion import fuse
+    from train.predict import fuse
 
     if images:
         model = service.model(service.options.model_name)

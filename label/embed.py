@@ -33,7 +33,7 @@ CHUNK = 50_000  # rows projected at a time, so no float64 copy of all vectors is
 
 def model_fingerprint(run_dir: Path) -> str:
     """The sha1 of the run's ``model.keras``: changes whenever its weights do."""
-    from train.embeddings import file_digest
+    from train.predict import file_digest
 
     return file_digest(run_dir / RUN_FILES["model"])
 
@@ -44,7 +44,7 @@ def choose_source(run_dir: Path, wanted: str) -> str:
     Raises:
         ConfigError: ``pretrained`` asked of a run trained from scratch (its backbone learnt nothing before).
     """
-    from train.options import resume_options
+    from train.predict import resume_options
 
     scratch = resume_options(run_dir).from_scratch
     if wanted == "pretrained" and scratch:
@@ -73,8 +73,7 @@ def _penultimate(
     run_dir: Path, files: Sequence[Path], cache_dir: Path, batch_size: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The run's penultimate layer (``model.keras``), cached under the model's sha1."""
-    from train.embeddings import EmbeddingCache, embed_files
-    from train.predict import Predictor
+    from train.predict import EmbeddingCache, Predictor, embed_files
 
     predictor = Predictor.load(run_dir)
     meta = {
@@ -93,12 +92,15 @@ def _pretrained(
     run_dir: Path, files: Sequence[Path], cache_dir: Path, batch_size: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The run's frozen backbone, under the very cache key of the frozen training phase (train/phases.py)."""
-    from train.backbones import build_backbone, weights_fingerprint
-    from train.distribute import precision_policy
-    from train.embeddings import EmbeddingCache, embed_files
-    from train.options import resume_options
-
-    from train.errors import WeightsUnavailable
+    from train.predict import (
+        EmbeddingCache,
+        WeightsUnavailable,
+        build_backbone,
+        embed_files,
+        precision_policy,
+        resume_options,
+        weights_fingerprint,
+    )
 
     o = resume_options(run_dir)
     with precision_policy(o.mixed_precision) as policy:

@@ -167,7 +167,7 @@ def find_issues(
         "seconds": round(time.perf_counter() - started, 2),
     }
     _write(out_dir, table, review.head(options.review_limit), left_out, summary, images_dir, options, config)
-    from train.runs import mark_latest
+    from data.core.runs import mark_latest
 
     mark_latest(out_dir.parent, out_dir.name)
     return LabelResult(out_dir, summary)

@@ -28,7 +28,7 @@ from data.core.config import Config, StageOptions
 from data.core.contracts import CATALOGUE, LABELS
 from data.core.errors import ConfigError
 from data.core.io import staged_dir, write_json, write_parquet
-from train.text import TextModel, TextOptions, fit_temperature, normalise_title, softmax
+from train.predict import TextModel, TextOptions, fit_temperature, normalise_title, softmax
 
 log = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ import pandas as pd
 from data.core.cli import run, stage_parser
 from data.core.config import ConfigError, StageOptions, config_from_args
 from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
+from data.core.figures import confusion_png
 from data.core.images import thumbnail
 from data.core.io import atomic_write_with, staged_dir, write_json
-from data.core.runs import add_run_argument, resolve_run
+from data.core.runs import add_run_argument, resolve_run, run_images_dir
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
 from train.gate import describe, sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.predict import Predictor
-from train.reporting import confusion_png, gallery_png, log_png, write_png
-from train.runs import run_images_dir
+from train.reporting import gallery_png, log_png, write_png
 from train.screen import BAD_IMAGE_POLICIES, report_bad, screen_files
 from train.split import SPLITS
 

@@ -28,10 +28,10 @@ from data.core.config import Config, StageOptions
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.errors import InputError
 from data.core.io import atomic_write_bytes, write_json
-from data.core.runs import resolve_run
+from data.core.runs import resolve_run, run_images_dir
 from train.errors import DataSetError
 from train.metrics import classification_report
-from train.runs import TrainResult, new_run_id, run_folder, run_images_dir
+from train.runs import TrainResult, new_run_id, run_folder
 
 log = logging.getLogger(__name__)
 

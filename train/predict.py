@@ -11,6 +11,7 @@ file that cannot be read, the reason in ``skipped``. The flags default to an opt
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import zipfile
@@ -30,6 +31,39 @@ from data.core.runs import add_run_argument, resolve_run
 from train.screen import IMAGE_SUFFIXES, screen_files
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "check_run", "collect_images", "predictions_frame"]
+
+# The training stage's surface for the other stages: label, deploy and visualise import these names from here
+# (tests/core/test_one_way_layout.py refuses an import of any other train module), so what they rely on is
+# this one table. Each is imported on first use (PEP 562), so importing this module stays free of TensorFlow.
+PUBLIC: dict[str, str] = {
+    "EmbeddingCache": "train.embeddings",  # the frozen-phase embedding cache label reuses
+    "embed_files": "train.embeddings",
+    "file_digest": "train.embeddings",
+    "build_backbone": "train.backbones",
+    "weights_fingerprint": "train.backbones",
+    "precision_policy": "train.distribute",
+    "WeightsUnavailable": "train.errors",
+    "resume_options": "train.options",  # a run's saved options
+    "ImageDataSet": "train.dataset",  # a run's split, for export's measurements
+    "image_dataset": "train.pipeline",  # the training input pipeline, for export's parity check
+    "TextModel": "train.text",  # the title model (label's title check, serving titles)
+    "TextOptions": "train.text",
+    "fit_temperature": "train.text",
+    "normalise_title": "train.text",
+    "softmax": "train.text",
+    "FusionOptions": "train.fusion",
+    "read_fusion": "train.fusion",
+    "align": "train.fusion",
+    "fuse": "train.fusion",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :data:`PUBLIC`, imported from their module when first asked for."""
+    if name in PUBLIC:
+        return getattr(importlib.import_module(PUBLIC[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 if TYPE_CHECKING:
     import keras

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from data.core.contracts import RUN_FILES, read_json
 from data.core.errors import BusyError
-from data.core.io import atomic_write_bytes
 from data.core.runs import LATEST, resolve_run
 from train.errors import TrainingDiverged
 
@@ -50,26 +48,11 @@ def new_run_id(backbone: str, runs_dir: Path | None = None) -> str:
     return candidate
 
 
-def mark_latest(runs_dir: Path, run_id: str) -> None:
-    """Point ``{runs}/latest`` at ``run_id`` (a one-line text file, atomic)."""
-    atomic_write_bytes(runs_dir / LATEST, (run_id + "\n").encode("utf-8"))
-
-
 def resolve_resume(runs_dir: Path, ref: str) -> Path:
     """The folder ``--resume`` continues: an interrupted run (``.incomplete/<id>``) or a finished one."""
     if ref != LATEST and (runs_dir / INCOMPLETE / ref).is_dir():
         return runs_dir / INCOMPLETE / ref
     return resolve_run(runs_dir, ref)
-
-
-def run_images_dir(run_dir: Path, default: Path) -> Path:
-    """The folder a run's ``split.csv`` paths are relative to: its ``train.images`` folder, else ``default``."""
-    options = run_dir / RUN_FILES["options"]
-    if options.is_file():
-        images = read_json(options, "make train").get("images") or ""
-        if isinstance(images, str) and images:
-            return Path(images)
-    return default
 
 
 @dataclass

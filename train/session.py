@@ -16,6 +16,7 @@ import numpy as np
 
 from data.core.config import Config
 from data.core.contracts import RUN_FILES
+from data.core.figures import confusion_png
 from data.core.io import write_json
 from train.backbones import base_model, build_backbone
 from train.dataset import ImageDataSet
@@ -26,7 +27,7 @@ from train.metrics import classification_report
 from train.model import build_classifier, build_head
 from train.options import TrainOptions, save_options
 from train.phases import run_transfer
-from train.reporting import confusion_png, log_hparams, log_png
+from train.reporting import log_hparams, log_png
 from train.runs import TrainResult, run_folder
 from train.scratch import run_scratch
 

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 from data.core.cli import run, stage_parser
 from data.core.config import Config, config_from_args
 from data.core.contracts import IMAGES, LABELS, MANIFEST, RUNS, applied_manifest
+from data.core.runs import mark_latest
 from train.dataset import ImageDataSet
 from train.errors import ModelNotUseful
 from train.gate import describe
 from train.options import TrainOptions, resume_options
-from train.runs import TrainResult, mark_latest, new_run_id, resolve_resume
+from train.runs import TrainResult, new_run_id, resolve_resume
 
 if TYPE_CHECKING:
     import keras

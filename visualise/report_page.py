@@ -67,7 +67,7 @@ def _curves(page: Page, history: list[dict[str, Any]]) -> None:
 
 
 def _confusion(page: Page, doc: dict[str, Any]) -> None:
-    from train.reporting import confusion_png
+    from data.core.figures import confusion_png
 
     e, classes = doc["evaluation"], doc["run"]["classes"]
     per_class = e.get("per_class", {})

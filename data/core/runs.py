@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data.core.contracts import RUN_FILES, read_json
 from data.core.errors import InputError
+from data.core.io import atomic_write_bytes
 
 LATEST = "latest"
 
@@ -42,3 +44,18 @@ def resolve_run(runs_dir: Path, ref: str | Path = LATEST) -> Path:
         if folder.is_dir():
             return folder
     raise RunNotFound(f"no run folder {ref!r} (looked in {runs_dir})")
+
+
+def mark_latest(runs_dir: Path, run_id: str) -> None:
+    """Point ``{runs}/latest`` at ``run_id`` (a one-line text file, atomic)."""
+    atomic_write_bytes(runs_dir / LATEST, (run_id + "\n").encode("utf-8"))
+
+
+def run_images_dir(run_dir: Path, default: Path) -> Path:
+    """The folder a run's ``split.csv`` paths are relative to: its ``train.images`` folder, else ``default``."""
+    options = run_dir / RUN_FILES["options"]
+    if options.is_file():
+        images = read_json(options, "make train").get("images") or ""
+        if isinstance(images, str) and images:
+            return Path(images)
+    return default

@@ -23,7 +23,8 @@ from train.dataset import ImageDataSet
 from train.embeddings import EmbeddingCache, embed_files
 from train.evaluate import EvaluateOptions, evaluate
 from train.options import TrainOptions
-from train.runs import INCOMPLETE, run_images_dir
+from data.core.runs import run_images_dir
+from train.runs import INCOMPLETE
 from train.train import train
 
 pytestmark = pytest.mark.slow
