@@ -25,14 +25,14 @@ def check_settings(cfg: Config) -> None:
     from data.download.records import DownloadOptions
     from data.extract.stage import ExtractOptions
     from data.kaggle.fetch import FetchOptions
-    from data.kaggle.publish import PublishSettings
+    from data.kaggle.publish import PublishOptions
     from deploy.options import ExportOptions
     from label.options import LabelOptions
     from train.evaluate import EvaluateOptions
     from train.options import TrainOptions
     from visualise.options import VisualiseOptions
 
-    stages = (ExtractOptions, DownloadOptions, FetchOptions, PublishSettings, TrainOptions, EvaluateOptions)
+    stages = (ExtractOptions, DownloadOptions, FetchOptions, PublishOptions, TrainOptions, EvaluateOptions)
     for options in (*stages, LabelOptions, ExportOptions, VisualiseOptions):
         options.from_config(cfg)
 

@@ -11,7 +11,6 @@ any work; a dry run needs neither.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -39,17 +38,45 @@ class PublishError(StageError):
 
 
 @dataclass(frozen=True)
-class PublishOptions:
-    """Everything ``publish`` needs; the CLI fills it from the configuration and flags."""
+class PublishOptions(StageOptions):
+    """Everything ``publish`` needs: the ``[publish]`` section, ``[paths]`` and the flags (``from_config``)."""
 
-    images_dir: Path  # {processed}/images: <label>/<key>.jpg + manifest.parquet
-    out_dir: Path  # {processed}/kaggle: the dataset folder and the report go here
-    spec: DatasetSpec
+    SECTION = "publish"
+    CLI = {"images": "images_dir", "out": "out_dir", "dry_run": "dry_run", "new": "new"}
+    CLI |= {"version_notes": "version_notes"}
+    PATHS = {"images_dir": IMAGES, "out_dir": KAGGLE, "catalogue": CATALOGUE.path_key}
+    LOCAL = ("dry_run", "new", "version_notes", "source")
+
+    images_dir: Path = Path(".")  # {processed}/images: <label>/<key>.jpg + manifest.parquet
+    out_dir: Path = Path(".")  # {processed}/kaggle: the dataset folder and the report go here
+    owner: str = ""
+    slug: str = "amazon-products-images-7-classes"
+    title: str = "Amazon Product Images, 7 Classes"
+    subtitle: str = "Amazon India product photos labelled with 7 reduced categories"
+    license: str = "CC0-1.0"
     private: bool = True
+    keywords: tuple[str, ...] = ()
     dry_run: bool = False
     new: bool = False  # insist on creating a new dataset (fail if it exists)
     version_notes: str = ""  # default: counts and date
     catalogue: Path | None = None  # catalogue.parquet, for product names in manifest.csv
+    source: str = DatasetSpec.source  # the Kaggle dataset the images come from ([fetch] dataset)
+
+    def resolve(self, cfg: Config) -> "PublishOptions":
+        return replace(self, source=FetchOptions.from_config(cfg).dataset)
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """What the published dataset is called and how it is licensed."""
+        return DatasetSpec(
+            owner=self.owner,
+            slug=self.slug,
+            title=self.title,
+            subtitle=self.subtitle,
+            license=self.license,
+            keywords=self.keywords,
+            source=self.source,
+        )
 
 
 def check_spec(spec: DatasetSpec) -> list[str]:
@@ -223,46 +250,6 @@ def format_report(report: dict[str, Any], metadata: dict[str, Any] | None = None
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class PublishSettings(StageOptions):
-    """The ``[publish]`` section of the configuration (see data/config.toml)."""
-
-    SECTION = "publish"
-
-    owner: str = ""
-    slug: str = "amazon-products-images-7-classes"
-    title: str = "Amazon Product Images, 7 Classes"
-    subtitle: str = "Amazon India product photos labelled with 7 reduced categories"
-    license: str = "CC0-1.0"
-    private: bool = True
-    keywords: tuple[str, ...] = ()
-
-
-def options_from_config(cfg: Config, args: argparse.Namespace) -> PublishOptions:
-    """PublishOptions from the ``[publish]`` section, ``[paths]`` and the command-line flags."""
-    settings = PublishSettings.from_config(cfg)
-    source = FetchOptions.from_config(cfg).dataset
-    spec = DatasetSpec(
-        owner=settings.owner,
-        slug=settings.slug,
-        title=settings.title,
-        subtitle=settings.subtitle,
-        license=settings.license,
-        keywords=settings.keywords,
-        source=source,
-    )
-    return PublishOptions(
-        images_dir=args.images or cfg.path(IMAGES),
-        out_dir=args.out or cfg.path(KAGGLE),
-        spec=spec,
-        private=settings.private,
-        dry_run=args.dry_run,
-        new=args.new,
-        version_notes=args.version_notes,
-        catalogue=CATALOGUE.path(cfg),
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (``make publish-kaggle``)."""
     parser = stage_parser("data.kaggle.publish", __doc__)
@@ -284,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg = config_from_args(args)
-        options = options_from_config(cfg, args)
+        options = PublishOptions.from_config(cfg, cli=args)
         report = publish(options)
         cfg.save(options.out_dir)
         metadata = json.loads((Path(report["folder"]) / METADATA_FILE).read_text(encoding="utf-8"))

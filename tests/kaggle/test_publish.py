@@ -121,8 +121,8 @@ def test_product_names_join_from_the_catalogue(tmp_path: Path):
 
 def test_invalid_metadata_stops_before_building(tmp_path: Path):
     make_images(tmp_path / "images")
-    bad = DatasetSpec(owner="tester", slug="product_photos", title="Photos", subtitle="too short")
-    options = PublishOptions(images_dir=tmp_path / "images", out_dir=tmp_path / "kaggle", spec=bad, dry_run=True)
+    bad = {"owner": "tester", "slug": "product_photos", "title": "Photos", "subtitle": "too short"}
+    options = PublishOptions(images_dir=tmp_path / "images", out_dir=tmp_path / "kaggle", **bad, dry_run=True)
     with pytest.raises(PublishError) as err:
         publish(options)
     assert "no spaces or underscores" in str(err.value) and "subtitle must be 20-80" in str(err.value)
