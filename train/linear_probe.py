@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,28 @@ def is_linear(head: keras.Model) -> bool:
     return [layer.name for layer in head.layers if layer.weights] == ["head_logits"]
 
 
+MAX_ITERATIONS = 5000
+BUDGET_STEP = 25  # with a time budget, L-BFGS runs this many iterations at a time (warm-started) between checks
+
+
 def solve(
-    vectors: np.ndarray, labels: np.ndarray, num_classes: int, sample_weight: np.ndarray, c: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Kernel ``(dims, classes)``, bias ``(classes,)`` of the logistic regression, and its iterations.
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    sample_weight: np.ndarray,
+    c: float,
+    seed: int,
+    deadline: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Kernel ``(dims, classes)``, bias ``(classes,)`` of the logistic regression, its iterations, and whether
+    the time budget stopped it before convergence.
 
     Classes without a training image keep zero weights and a bias far below the others'; with a single
-    class present there is nothing to separate and that class gets every image.
+    class present there is nothing to separate and that class gets every image. With a ``deadline``
+    (``time.perf_counter()`` value: ``train.time_budget_s``) the solver runs in steps of ``BUDGET_STEP``
+    iterations, each starting where the last ended, and stops at the first step that ends past it.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     present = np.unique(labels)
@@ -44,15 +59,27 @@ def solve(
     bias = np.full(num_classes, ABSENT_LOGIT, np.float32)
     if len(present) < 2:
         bias[present] = 0.0
-        return kernel, bias, 0
-    model = LogisticRegression(C=c, max_iter=5000, tol=1e-6, random_state=seed)
-    model.fit(vectors, labels, sample_weight=sample_weight)
+        return kernel, bias, 0, False
+    step = MAX_ITERATIONS if deadline is None else BUDGET_STEP
+    model = LogisticRegression(C=c, max_iter=step, tol=1e-6, random_state=seed, warm_start=deadline is not None)
+    iterations, stopped = 0, False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)  # a step's end is not a failure
+        while True:
+            model.fit(vectors, labels, sample_weight=sample_weight)
+            ran = int(np.max(model.n_iter_))
+            iterations += ran
+            if ran < step or iterations >= MAX_ITERATIONS or deadline is None:
+                break
+            if time.perf_counter() >= deadline:
+                stopped = True
+                break
     coef, intercept = model.coef_, model.intercept_
     if len(present) == 2:  # scikit-learn keeps one row for two classes: logit(b) - logit(a)
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
     kernel[:, model.classes_] = coef.T
     bias[model.classes_] = intercept
-    return kernel, bias, int(np.max(model.n_iter_))
+    return kernel, bias, iterations, stopped
 
 
 def fit_linear_head(
@@ -61,6 +88,7 @@ def fit_linear_head(
     class_weights: dict[int, float],
     c: float,
     seed: int,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Solve the head on ``splits`` (training and validation vectors with integer labels); its metrics.
 
@@ -79,11 +107,13 @@ def fit_linear_head(
     num_classes = head.output_shape[-1]
     started = time.perf_counter()
     weights = np.asarray([class_weights.get(int(label), 1.0) for label in y_train], np.float64)
-    kernel, bias, iterations = solve(x_train, y_train, num_classes, weights, c, seed)
+    kernel, bias, iterations, stopped = solve(x_train, y_train, num_classes, weights, c, seed, deadline)
     head.get_layer("head_logits").set_weights([kernel, bias])
     # Built as a fitted optimizer would be: a saved model then loads without Keras' optimizer-state warning.
     head.optimizer.build(head.trainable_variables)
     record: dict[str, Any] = {"epoch": 1, "seconds": round(time.perf_counter() - started, 4), "iterations": iterations}
+    if stopped:
+        record["stopped_by_time_budget"] = True
     for prefix, (x, y) in (("", (x_train, y_train)), ("val_", (x_val, y_val))):
         if len(y):
             data = vector_dataset(x, y, num_classes, 1024)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from train.linear_probe import ABSENT_LOGIT, fit_linear_head, is_linear, log_solved
+from train.linear_probe import ABSENT_LOGIT, BUDGET_STEP, fit_linear_head, is_linear, log_solved, solve
 from train.model import build_head, compile_model
 
 
@@ -82,3 +82,28 @@ def test_non_finite_embeddings_are_refused_not_fitted() -> None:
         fit_linear_head(head, ((x, y), (x, y)), {}, c=1.0, seed=0)
     for old, new in zip(before, head.get_layer("head_logits").get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+def test_the_time_budget_stops_the_solver_between_steps() -> None:
+    import time
+
+    rng = np.random.default_rng(4)
+    y = np.arange(600) % 12
+    x = (rng.normal(0, 2, (12, 64))[y] + rng.normal(0, 6, (600, 64))).astype(np.float32)  # overlapping: slow
+    weights = np.ones(len(y))
+    optimum = solve(x, y, 12, weights, 1.0, 0)
+    free, stopped = optimum[2], optimum[3]
+    assert free > BUDGET_STEP and not stopped  # converges when no budget is set
+    early = solve(x, y, 12, weights, 1.0, 0, deadline=time.perf_counter())
+    assert early[3] and early[2] == BUDGET_STEP and np.abs(early[0]).sum() > 0  # one step, then the deadline
+    stepped = solve(x, y, 12, weights, 1.0, 0, deadline=time.perf_counter() + 600)
+    assert not stepped[3] and stepped[2] > BUDGET_STEP  # warm-started steps go on to the same optimum
+
+    def objective(kernel: np.ndarray, bias: np.ndarray) -> float:  # scikit-learn's: C x log-loss + |W|^2 / 2
+        logits = x @ kernel + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return float(-1.0 * log_p[np.arange(len(y)), y].sum() + 0.5 * (kernel**2).sum())
+
+    assert objective(*stepped[:2]) == pytest.approx(objective(*optimum[:2]), rel=2e-3)
+    assert objective(*early[:2]) > objective(*optimum[:2]) * (1 + 5e-3)  # the budget really cut it short
