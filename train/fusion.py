@@ -27,8 +27,8 @@ import pandas as pd
 from data.core.config import Config, StageOptions
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.errors import InputError
-from data.core.io import atomic_write_bytes, write_json
-from data.core.runs import resolve_run, run_images_dir
+from data.core.io import write_json
+from data.core.runs import mark_latest, resolve_run, run_images_dir
 from train.errors import DataSetError
 from train.metrics import classification_report
 from train.runs import TrainResult, new_run_id, run_folder
@@ -164,7 +164,7 @@ def train_fusion(
         if config is not None:
             config.save(folder.work)
         write_json(folder.work / RUN_FILES["metrics"], {"run_id": run_id, **metrics})
-    atomic_write_bytes(runs_dir / LATEST_FUSION, (run_id + "\n").encode("utf-8"))
+    mark_latest(runs_dir, run_id, LATEST_FUSION)
     return TrainResult(folder.final, {"run_id": run_id, **metrics})
 
 

@@ -24,7 +24,8 @@ import pandas as pd
 
 from data.core.config import Config
 from data.core.contracts import CATALOGUE, RUN_FILES
-from data.core.io import atomic_write_bytes, atomic_write_with, write_json
+from data.core.io import atomic_write_with, write_json
+from data.core.runs import mark_latest
 from train.errors import DataSetError, ModelNotUseful
 from train.gate import sanity_check
 from train.metrics import classification_report, cross_entropy
@@ -150,7 +151,7 @@ def train_text(
             f"train.strict: the text model of {folder.final} does not clearly beat the majority-class baseline "
             f"({'; '.join(metrics['sanity']['findings'])}); the run is kept, {runs_dir / LATEST_TEXT} was not moved"
         )
-    atomic_write_bytes(runs_dir / LATEST_TEXT, (run_id + "\n").encode("utf-8"))
+    mark_latest(runs_dir, run_id, LATEST_TEXT)
     return TrainResult(folder.final, metrics)
 
 

@@ -46,9 +46,10 @@ def resolve_run(runs_dir: Path, ref: str | Path = LATEST) -> Path:
     raise RunNotFound(f"no run folder {ref!r} (looked in {runs_dir})")
 
 
-def mark_latest(runs_dir: Path, run_id: str) -> None:
-    """Point ``{runs}/latest`` at ``run_id`` (a one-line text file, atomic)."""
-    atomic_write_bytes(runs_dir / LATEST, (run_id + "\n").encode("utf-8"))
+def mark_latest(runs_dir: Path, run_id: str, pointer: str = LATEST) -> None:
+    """Point ``{runs}/<pointer>`` (``latest``, ``latest-text``, ``latest-fusion``) at ``run_id``: a one-line text
+    file, written atomically, that :func:`resolve_run` follows."""
+    atomic_write_bytes(runs_dir / pointer, (run_id + "\n").encode("utf-8"))
 
 
 def run_images_dir(run_dir: Path, default: Path) -> Path:
