@@ -14,6 +14,13 @@ import keras
 log = logging.getLogger(__name__)
 
 
+def append_epoch(path: Path, record: dict) -> None:
+    """Append one finished epoch's record to ``history.jsonl`` (a Keras epoch, or the solved linear head)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 class EpochLog(keras.callbacks.Callback):
     """Append each finished epoch's metrics and duration to ``history.jsonl``."""
 
@@ -28,9 +35,7 @@ class EpochLog(keras.callbacks.Callback):
         record = {"phase": self.phase, "epoch": epoch + 1, "seconds": round(time.perf_counter() - self.started, 4)}
         record.update({k: float(v) for k, v in (logs or {}).items()})
         record["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_epoch(self.path, record)
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):

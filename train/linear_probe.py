@@ -11,7 +11,6 @@ penalty does not grow with the number of images as a per-batch L2 term would).
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from train.callbacks import append_epoch
 from train.errors import TrainingDiverged
 
 ABSENT_LOGIT = -30.0  # a class with no training image is never predicted (its weights stay 0)
@@ -89,11 +89,12 @@ def fit_linear_head(
     c: float,
     seed: int,
     deadline: float | None = None,
-) -> dict[str, Any]:
-    """Solve the head on ``splits`` (training and validation vectors with integer labels); its metrics.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Solve the head on ``splits`` (training and validation vectors with integer labels).
 
-    The returned record has the keys a Keras epoch logs (``loss``, ``accuracy``, ..., ``val_loss``, ...),
-    evaluated by the compiled head itself, so fine-tuning's checkpoint threshold compares like with like.
+    Returns its epoch record, with the keys a Keras epoch logs (``loss``, ``accuracy``, ..., ``val_loss``, ...)
+    evaluated by the compiled head itself, so fine-tuning's checkpoint threshold compares like with like; and
+    the solver's report (``iterations``, ``stopped_by_time_budget``) for the phase report, not the curves.
     """
     from train.pipeline import vector_dataset
 
@@ -111,27 +112,22 @@ def fit_linear_head(
     head.get_layer("head_logits").set_weights([kernel, bias])
     # Built as a fitted optimizer would be: a saved model then loads without Keras' optimizer-state warning.
     head.optimizer.build(head.trainable_variables)
-    record: dict[str, Any] = {"epoch": 1, "seconds": round(time.perf_counter() - started, 4), "iterations": iterations}
-    if stopped:
-        record["stopped_by_time_budget"] = True
+    record: dict[str, Any] = {"epoch": 1, "seconds": round(time.perf_counter() - started, 4)}
     for prefix, (x, y) in (("", (x_train, y_train)), ("val_", (x_val, y_val))):
         if len(y):
             data = vector_dataset(x, y, num_classes, 1024)
             scores = head.evaluate(data, verbose=0, return_dict=True)
             record.update({f"{prefix}{name}": float(value) for name, value in scores.items()})
-    return record
+    return record, {"iterations": iterations, "stopped_by_time_budget": stopped}
 
 
 def log_solved(history: Path, logs: Path, record: dict[str, Any], phase: str = "frozen") -> None:
     """The solved head as one epoch: a ``history.jsonl`` line and TensorBoard's epoch scalars at step 0."""
     import tensorflow as tf
 
-    history.parent.mkdir(parents=True, exist_ok=True)
-    with open(history, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"phase": phase, **record}) + "\n")
+    append_epoch(history, {"phase": phase, **record})
     for folder, prefix in (("train", ""), ("validation", "val_")):
-        values = {k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix) and k != "epoch"}
         with tf.summary.create_file_writer(str(logs / folder)).as_default():
             for name in ("loss", "accuracy", "top3_accuracy", "macro_f1"):
-                if name in values:
-                    tf.summary.scalar(f"epoch_{name}", values[name], step=0)
+                if prefix + name in record:
+                    tf.summary.scalar(f"epoch_{name}", record[prefix + name], step=0)

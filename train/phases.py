@@ -49,13 +49,12 @@ def frozen_on_cache(ctx: PhaseContext, backbone: keras.Model, head: keras.Model)
     compile_model(head, o.learning_rate)
     if is_linear(head):  # a convex problem: solve it rather than stop a descent early (train/linear_probe.py)
         splits = ((vectors[:n_train], ctx.data.labels("train")), (vectors[n_train:], ctx.data.labels("validation")))
-        record = fit_linear_head(head, splits, ctx.data.class_weights(), o.head_c, o.seed, ctx.deadline)
+        record, solver = fit_linear_head(head, splits, ctx.data.class_weights(), o.head_c, o.seed, ctx.deadline)
         log_solved(ctx.checkpoints / "history.jsonl", ctx.run_dir / "logs", record)
         return {
             "mode": "embedding_cache",
             "head": "solved",
-            "iterations": record["iterations"],
-            "stopped_by_time_budget": bool(record.get("stopped_by_time_budget")),
+            **solver,
             "cache_dir": str(cache.dir),
             "embedding_seconds": round(embedding_seconds, 3),
             "cache": stats,

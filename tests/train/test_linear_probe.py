@@ -28,12 +28,13 @@ def test_solved_head_predicts_what_scikit_learn_predicts() -> None:
     xv, yv = _blobs(60, 4, 16, seed=0)
     weights = {0: 1.0, 1: 2.0, 2: 0.5, 3: 1.0}
     head = _head(16, 4)
-    record = fit_linear_head(head, ((x, y), (xv, yv)), weights, c=0.5, seed=0)
+    record, solver = fit_linear_head(head, ((x, y), (xv, yv)), weights, c=0.5, seed=0)
     expected = LogisticRegression(C=0.5, max_iter=5000, tol=1e-6).fit(x, y, sample_weight=[weights[i] for i in y])
     probs = head.predict(xv, verbose=0)
     np.testing.assert_allclose(probs, expected.predict_proba(xv), atol=1e-4)
     assert record["val_accuracy"] == pytest.approx(float((probs.argmax(1) == yv).mean()))
-    assert record["iterations"] > 0 and record["loss"] > 0
+    assert set(solver) == {"iterations", "stopped_by_time_budget"} and not solver["stopped_by_time_budget"]
+    assert solver["iterations"] > 0 and record["loss"] > 0 and "iterations" not in record
 
 
 def test_a_class_without_training_images_is_never_predicted() -> None:
