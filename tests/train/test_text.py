@@ -138,3 +138,32 @@ def test_fusion_is_never_worse_than_the_better_source_on_a_planted_case():
         >= (compare(yv, iv, useless, 1.0, classes)["image"]["accuracy"])
     )
     assert np.allclose(fuse(iv, tv, 1.0), iv / iv.sum(axis=1, keepdims=True), atol=1e-5)
+
+
+def _one_hot(labels: list[int], sure: float = 0.9) -> np.ndarray:
+    probs = np.full((len(labels), 3), (1 - sure) / 2, np.float32)
+    probs[np.arange(len(labels)), labels] = sure
+    return probs
+
+
+def test_a_mix_that_wins_by_a_row_on_validation_is_refused():
+    # 40 rows; the photo is right on 30, the title on 20. A mix is right where the photo is, plus one row where
+    # only a hesitant title is right against an unsure photo: one gain, no loss, not evidence of anything.
+    y = np.zeros(40, np.int64)
+    photo = _one_hot([0] * 30 + [1] * 10)
+    title = _one_hot([0] * 10 + [2] * 20 + [0] * 10, sure=0.5)
+    photo[30] = (0.34, 0.36, 0.30)  # the photo's narrowest miss, which any mix turns right
+    mixed = fuse(photo, title, 0.5).argmax(axis=1) == y
+    assert mixed.sum() > 30 and (mixed | ~(photo.argmax(axis=1) == y)).all()  # the setup: a mix gains, loses none
+    assert choose_weight(y, photo, title) == 1.0
+    assert 0 < choose_weight(y, photo, title, min_gain_p=1.0) < 1  # unguarded, the one-row win is taken
+
+
+def test_a_mix_with_a_clear_gain_is_taken():
+    # the photo is right on rows 0-59, the title on rows 40-99 (of 100): a mix gets the union where each source
+    # is sure on its own rows and unsure elsewhere
+    y = np.zeros(100, np.int64)
+    photo = np.vstack([_one_hot([0] * 60), _one_hot([1] * 40, sure=0.4)])
+    title = np.vstack([_one_hot([2] * 40, sure=0.4), _one_hot([0] * 60)])
+    weight = choose_weight(y, photo, title)
+    assert 0 < weight < 1 and (fuse(photo, title, weight).argmax(axis=1) == y).mean() > 0.9
