@@ -1,11 +1,61 @@
-"""``make train`` with ``train.modality = text`` (a title run) or ``both`` (a fusion run): the dispatch."""
+"""``make train`` with ``train.modality = text`` (a title run) or ``both`` (a fusion run): the dispatch.
+
+Text and fusion runs train in one go and keep no checkpoints. ``--resume`` of one that was killed while writing
+its folder (``{runs}/.incomplete/<id>``) trains it again from the start under the same id, replacing only that
+partial folder once the new run is written; ``--resume`` of a finished one is refused (nothing to continue).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
 from data.core.config import Config
-from data.core.contracts import CATALOGUE, IMAGES, RUNS
+from data.core.contracts import CATALOGUE, IMAGES, RUN_FILES, RUNS
+from data.core.errors import InputError
+from train.fusion import FUSION_FILE
 from train.gate import describe
 from train.options import TrainOptions
+from train.runs import INCOMPLETE
+
+KIND_NAMES = {"text": "text (title)", "both": "fusion"}
+
+
+def run_modality(run_dir: Path) -> str:
+    """``image``, ``text`` or ``both``: what a run folder (finished or interrupted) trained."""
+    if (run_dir / FUSION_FILE).is_file() or run_dir.name.endswith("-fusion"):
+        return "both"
+    options = run_dir / RUN_FILES["options"]
+    if options.is_file():
+        return str(json.loads(options.read_text(encoding="utf-8")).get("modality", "image"))
+    return "text" if run_dir.name.endswith("-text") else "image"
+
+
+def restart_modality(cfg: Config, options: TrainOptions, resume: Path) -> int:
+    """``--resume`` of a text or fusion run: train an interrupted one again under its id; refuse a finished one."""
+    kind = run_modality(resume)
+    if resume.parent.name != INCOMPLETE:
+        raise InputError(
+            f"{resume.name} is a finished {KIND_NAMES[kind]} run: such runs train in one go and keep no checkpoints, "
+            f"so there is nothing to resume; train a new one (make train SET=train.modality={kind})"
+        )
+    print(f"{resume.name}: an interrupted {KIND_NAMES[kind]} run; training it again from the start (no checkpoints)")
+    aside = resume.with_name(f"{resume.name}.interrupted")
+    os.replace(resume, aside)  # the partial folder stays until the new run is written
+    try:
+        code = train_modality(cfg, dataclasses.replace(options, modality=kind), resume.name)
+    except BaseException:
+        if not resume.exists():
+            os.replace(aside, resume)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        aside.parent.rmdir()  # .incomplete/, when no other interrupted run is in it
+    return code
 
 
 def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> int:

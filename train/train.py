@@ -28,6 +28,7 @@ from data.core.runs import mark_latest
 from train.dataset import ImageDataSet
 from train.errors import ModelNotUseful
 from train.gate import describe
+from train.modality import restart_modality, run_modality, train_modality
 from train.options import TrainOptions, resume_options
 from train.runs import TrainResult, new_run_id, resolve_resume
 
@@ -158,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         runs_dir = cfg.path(RUNS)
         resume = resolve_resume(runs_dir, args.resume) if args.resume else None
+        if resume is not None and run_modality(resume) != "image":  # a text or fusion run: no checkpoints
+            return restart_modality(cfg, TrainOptions.from_config(cfg, cli=args), resume)
         options = resume_options(resume, args.overrides) if resume else TrainOptions.from_config(cfg, cli=args)
         if options.modality != "image":  # titles (train/text_run.py) or titles fused with photos (train/fusion.py)
-            from train.modality import train_modality
-
             return train_modality(cfg, options, args.run_id)
         manifest, images = cfg.path(MANIFEST.path_key), cfg.path(IMAGES)
         if options.label_version and not options.images:  # the corrected data version of make apply-labels

@@ -167,3 +167,32 @@ def test_a_mix_with_a_clear_gain_is_taken():
     title = np.vstack([_one_hot([2] * 40, sure=0.4), _one_hot([0] * 60)])
     weight = choose_weight(y, photo, title)
     assert 0 < weight < 1 and (fuse(photo, title, weight).argmax(axis=1) == y).mean() > 0.9
+
+
+def test_resume_trains_an_interrupted_text_run_again_and_refuses_a_finished_one(tmp_path, capsys):
+    from train.train import main
+
+    root = tmp_path / "data"
+    write_catalogue(root / "processed" / "v1" / "catalogue.parquet", *toy_titles(per_class=20))
+    args = ["--set", f"paths.root={root}", "--set", "text.hash_bits=12"]
+    runs = root / "runs"
+    # a text run killed while writing its folder: what run_folder leaves (.incomplete/<id> with part of the files)
+    partial = runs / ".incomplete" / "20260101-000000-text"
+    partial.mkdir(parents=True)
+    (partial / "classes.json").write_text('["Fashion"]')
+    assert main([*args, "--resume", partial.name]) == 0
+    assert "training it again from the start" in capsys.readouterr().out
+    run = runs / partial.name
+    assert (run / "text_model.pkl").is_file() and len(json.loads((run / "classes.json").read_text())) == 3
+    assert not (runs / ".incomplete").exists() and resolve_run(runs, LATEST_TEXT) == run
+    # a finished one: nothing to resume, a one-line refusal, the runs folder as it was
+    before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
+    assert main([*args, "--resume", partial.name]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before
+    # an interrupted one that cannot be trained again (the catalogue is gone) is left as it was
+    other = runs / ".incomplete" / "20260101-000001-text"
+    other.mkdir(parents=True)
+    (root / "processed" / "v1" / "catalogue.parquet").unlink()
+    assert main([*args, "--resume", other.name]) == 2
+    assert sorted(p.name for p in other.parent.iterdir()) == [other.name]
