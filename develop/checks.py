@@ -29,11 +29,13 @@ def check_settings(cfg: Config) -> None:
     from deploy.options import ExportOptions
     from label.options import LabelOptions
     from train.evaluate import EvaluateOptions
+    from train.fusion import FusionOptions
     from train.options import TrainOptions
+    from train.text import TextOptions
     from visualise.options import VisualiseOptions
 
     stages = (ExtractOptions, DownloadOptions, FetchOptions, PublishOptions, TrainOptions, EvaluateOptions)
-    for options in (*stages, LabelOptions, ExportOptions, VisualiseOptions):
+    for options in (*stages, TextOptions, FusionOptions, LabelOptions, ExportOptions, VisualiseOptions):
         options.from_config(cfg)
 
 

@@ -13,16 +13,17 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
 
 from data.core.server import BackgroundServer
 from data.core.cli import run, stage_parser
-from data.core.config import REPO_ROOT, load_config, overrides_from_args
-from data.core.contracts import RAW_COLUMNS
+from data.core.config import REPO_ROOT, Config, load_config, overrides_from_args
+from data.core.contracts import RAW_COLUMNS, RUN_FILES, RUNS
 from data.core.errors import InputError
+from data.core.runs import LATEST, resolve_run
 from develop.checks import check_outputs_inside, check_settings
 from develop.synthetic import CLASSES, draw_product_image, encode_jpeg
 
@@ -48,6 +49,7 @@ class Stage:
     target: str
     module: str
     args: tuple[str, ...] = ()
+    photo_split: bool = False  # also --set train.split_file=<the newest photo run's split.csv>
 
 
 # Each stage adds itself here once it exists; the demo runs them in order.
@@ -78,6 +80,10 @@ STAGES = (
     Stage("publish-kaggle", "data.kaggle.publish", ("--dry-run",)),
     Stage("train", "train.train", DEMO_TRAIN),
     Stage("evaluate", "train.evaluate"),
+    # titles: a text run on the photo run's split (so the fusion has validation titles it never saw), then the
+    # fusion of the two; {runs}/latest stays the photo run, which the stages below read
+    Stage("train-text", "train.train", ("--set", "train.modality=text"), photo_split=True),
+    Stage("train-fusion", "train.train", ("--set", "train.modality=both")),
     Stage("label", "label"),
     Stage("apply-labels", "label.apply", ("--set", "label.auto_threshold=0.9")),
     Stage("export", "deploy.export"),
@@ -205,6 +211,14 @@ def stage_overrides() -> list[str]:
     return [arg for stage in STAGES for flag, arg in zip(stage.args, stage.args[1:]) if flag == "--set"]
 
 
+def with_photo_split(stage: Stage, cfg: Config) -> Stage:
+    """``stage`` with the newest photo run's split.csv as its ``train.split_file`` where it asks for it."""
+    if not stage.photo_split:
+        return stage
+    split = resolve_run(cfg.path(RUNS), LATEST) / RUN_FILES["split"]
+    return replace(stage, args=(*stage.args, "--set", f"train.split_file={split}"))
+
+
 def run_stage(stage: Stage, config: Path, overrides: list[str]) -> int:
     """Run one stage's command line as ``make <target>`` would; returns its exit code.
 
@@ -258,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"plus the merged file and 5 broken rows); images served at {server.base_url}"
             )
             for stage in STAGES:
-                code = run_stage(stage, config, overrides)
+                code = run_stage(with_photo_split(stage, cfg), config, overrides)
                 if code:  # the stage said why in its own one line; a second "error:" line would only repeat it
                     print(
                         f"demo stopped: make {stage.target} failed (exit {code}, see above); outputs so far "

@@ -79,8 +79,7 @@ class LabelOptions(StageOptions):
 
     def resolve(self, cfg: Config) -> LabelOptions:
         """The options with ``{root}``-style placeholders in ``cache_dir`` expanded."""
-        paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
-        return dataclasses.replace(self, cache_dir=self.cache_dir.format(**paths))
+        return dataclasses.replace(self, cache_dir=cfg.expand(self.cache_dir, "label.cache_dir"))
 
     def check(self) -> None:
         """Raise ``ConfigError`` for a value no run could use (before any work is done)."""

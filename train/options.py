@@ -81,12 +81,11 @@ class TrainOptions(StageOptions):
 
     def resolve(self, cfg: Config) -> "TrainOptions":
         """The options with ``{root}``-style placeholders in paths expanded."""
-        paths = {k: str(cfg.path(k)) for k in cfg.data.get("paths", {})}
         return dataclasses.replace(
             self,
-            cache_dir=self.cache_dir.format(**paths),
-            split_file=self.split_file.format(**paths),
-            images=self.images.format(**paths),
+            cache_dir=cfg.expand(self.cache_dir, "train.cache_dir"),
+            split_file=cfg.expand(self.split_file, "train.split_file"),
+            images=cfg.expand(self.images, "train.images"),
         )
 
     def check(self) -> None:

@@ -60,10 +60,24 @@ class Config:
         paths = self.data.get("paths", {})
         if name not in paths:
             raise ConfigError(f"[paths] has no entry {name!r}")
-        value = str(paths[name])
+        return Path(self.expand(str(paths[name]), f"paths.{name}"))
+
+    def expand(self, value: str, key: str) -> str:
+        """``value`` (the setting ``key``) with its ``{root}``-style ``[paths]`` placeholders expanded.
+
+        Raises:
+            ConfigError: a placeholder that is no ``[paths]`` entry, or a stray brace.
+        """
+        paths = {k: v for k, v in self.data.get("paths", {}).items() if isinstance(v, str)}
         for _ in range(5):  # entries may refer to each other ({processed} -> {root} ...)
-            value = value.format(**{k: v for k, v in paths.items() if isinstance(v, str)})
-        return Path(value)
+            try:
+                value = value.format(**paths)
+            except (KeyError, IndexError, ValueError) as exc:
+                wrong = f"{{{exc.args[0]}}} is not one" if isinstance(exc, KeyError) else "its braces do not pair up"
+                raise ConfigError(
+                    f"{key} = {value!r}: a {{...}} may only name a [paths] entry ({', '.join(sorted(paths))}); {wrong}"
+                ) from None
+        return value
 
     def save(self, out_dir: Path, name: str = "config.resolved.json") -> Path:
         """Write the resolved configuration beside a stage's output; returns the file written."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from data.core.config import ConfigError, load_config
+from data.core.config import REPO_ROOT, ConfigError, load_config
 
 
 def test_defaults_and_path_expansion():
@@ -15,6 +17,22 @@ def test_defaults_and_path_expansion():
     moved = load_config(overrides=["paths.root=/tmp/x", "paths.version=v2"])
     assert str(moved.path("raw")) == "/tmp/x/raw/v2"
     assert str(moved.path("label_mapping")) == "data/label_mapping.csv"
+
+
+@pytest.mark.parametrize(
+    ("override", "module", "wrong"),
+    [
+        ("train.split_file={runz}/split.csv", "train.train", "{runz} is not one"),
+        ("label.cache_dir={cache}", "label", "{cache} is not one"),
+        ("paths.runs={root}/runs}", "train.train", "braces do not pair up"),
+    ],
+)
+def test_a_placeholder_that_is_no_path_entry_is_a_one_line_error(override, module, wrong, tmp_path):
+    command = [sys.executable, "-m", module, "--set", f"paths.root={tmp_path}", "--set", override]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert wrong in proc.stderr and "[paths] entry" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_overrides_are_typed_like_toml():
