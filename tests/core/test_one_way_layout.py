@@ -32,7 +32,9 @@ ALLOWED_IMPORTS: dict[tuple[str, str], str] = {
         "deploy.options",
         "label.options",
         "train.evaluate",
+        "train.fusion",
         "train.options",
+        "train.text",
         "visualise.options",
     )
 }
@@ -42,6 +44,8 @@ _FILE_MOVE = "moves one file, not a folder"
 ALLOWED_MOVES: dict[tuple[str, str], str] = {
     ("train/runs.py", "run_folder"): "a run's work folder outlives an interruption for --resume (staged_dir would "
     "remove it); on success it is renamed once to a name that does not exist yet",
+    ("train/modality.py", "restart_modality"): "an interrupted text or fusion run's partial folder is set aside "
+    "while the run is trained again under its id, and put back where that is refused (nothing is replaced)",
     ("data/download/stage.py", "_move_image"): _FILE_MOVE + ": a stored image to its new label's folder",
     ("train/session.py", "_save_model"): _FILE_MOVE + ": Keras needs the .keras suffix on the temporary name",
     ("train/efficientnet_lite.py", "imagenet_weights"): _FILE_MOVE + ": Keras needs the .weights.h5 suffix",
