@@ -44,18 +44,17 @@ def restart_modality(cfg: Config, options: TrainOptions, resume: Path) -> int:
             f"so there is nothing to resume; train a new one (make train SET=train.modality={kind})"
         )
     print(f"{resume.name}: an interrupted {KIND_NAMES[kind]} run; training it again from the start (no checkpoints)")
-    aside = resume.with_name(f"{resume.name}.interrupted")
+    aside, final = resume.with_name(f"{resume.name}.interrupted"), resume.parent.parent / resume.name
     os.replace(resume, aside)  # the partial folder stays until the new run is written
     try:
-        code = train_modality(cfg, dataclasses.replace(options, modality=kind), resume.name)
-    except BaseException:
-        if not resume.exists():
+        return train_modality(cfg, dataclasses.replace(options, modality=kind), resume.name)
+    finally:
+        if final.is_dir():  # written (even where train.strict then refuses it): the partial folder is obsolete
+            shutil.rmtree(aside, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                aside.parent.rmdir()  # .incomplete/, when no other interrupted run is in it
+        elif not resume.exists():
             os.replace(aside, resume)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        aside.parent.rmdir()  # .incomplete/, when no other interrupted run is in it
-    return code
 
 
 def train_modality(cfg: Config, options: TrainOptions, run_id: str | None) -> int:
