@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
+import signal
 import sys
-from typing import Callable, NoReturn
+import threading
+from typing import Callable, Iterator, NoReturn
 
 from tqdm import tqdm
 
 from data.core.config import add_config_args
 from data.core.errors import StageError
+from data.core.interrupt import ctrl_c_pressed, forget_ctrl_c, note_ctrl_c
 
 # OS errors that mean "this path cannot be used", not a bug: shown as one line, like a StageError.
 _USER_OS_ERRORS = {
@@ -87,31 +91,60 @@ def run(body: Callable[[], int | None]) -> int:
 
     Returns the body's code (0 for None). A :class:`StageError`, or an OS error that names an unusable
     path (full disk, read-only, a file where a folder should be), ends as one ``error:`` line and 2.
-    Ctrl-C ends as 130 with one line. Anything else is a bug and keeps its traceback.
+    Ctrl-C ends as 130 with one line, also where it lands inside TensorFlow's C++ code and surfaces as another
+    exception (a ``SystemError`` or ``TypeError`` raised while the interrupt was pending). Anything else is a
+    bug and keeps its traceback.
     """
     setup_logging()
-    try:
-        code = body()
-    except StageError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        if exc.errno not in _USER_OS_ERRORS:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(
-            f"error: {_USER_OS_ERRORS[exc.errno]}{where} ({exc.strerror}); free space or choose "
-            f"another output folder, then run again",
-            file=sys.stderr,
-        )
-        return 2
-    except KeyboardInterrupt:
-        return _interrupted()
-    except SystemError as exc:
-        if not _caused_by_ctrl_c(exc):
-            raise
-        return _interrupted()
+    with _noting_ctrl_c() as pressed:
+        try:
+            code = body()
+        except StageError as exc:
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            return exc.exit_code
+        except OSError as exc:
+            if pressed() or _caused_by_ctrl_c(exc):
+                return _interrupted()
+            if exc.errno not in _USER_OS_ERRORS:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            print(
+                f"error: {_USER_OS_ERRORS[exc.errno]}{where} ({exc.strerror}); free space or choose "
+                f"another output folder, then run again",
+                file=sys.stderr,
+            )
+            return 2
+        except KeyboardInterrupt:
+            return _interrupted()
+        except Exception as exc:
+            if not (pressed() or _caused_by_ctrl_c(exc)):
+                raise
+            return _interrupted()
     return int(code or 0)
+
+
+@contextlib.contextmanager
+def _noting_ctrl_c() -> Iterator[Callable[[], bool]]:
+    """Note Ctrl-C (``data.core.interrupt``; then raise KeyboardInterrupt as Python does) for the block; yields
+    "was it pressed?". Only where SIGINT has Python's own handler in the main thread: an ignored SIGINT (a
+    background job) and a caller's own handler are left alone."""
+    forget_ctrl_c()
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield ctrl_c_pressed
+        return
+
+    def note(signum: int, frame: object) -> None:
+        note_ctrl_c()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield ctrl_c_pressed
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        forget_ctrl_c()
 
 
 def _interrupted() -> int:
@@ -120,7 +153,7 @@ def _interrupted() -> int:
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:
-    """Ctrl-C that lands while TensorFlow's C++ code is running surfaces as ``SystemError: ... returned a
+    """Ctrl-C that lands while TensorFlow's C++ code is running can surface as ``SystemError: ... returned a
     result with an exception set`` whose cause is the KeyboardInterrupt (seen on an export's SavedModel)."""
     seen: BaseException | None = exc
     while seen is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 from data.core.errors import BusyError, InputError
+from data.core.interrupt import stop_if_ctrl_c
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,6 +177,7 @@ def staged_dir(out_dir: Path, config: _Saves | None = None) -> Iterator[Path]:
         yield tmp
         if config is not None:
             config.save(tmp)
+        stop_if_ctrl_c()  # pressed and swallowed inside the block (TensorFlow): do not publish
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -195,6 +197,7 @@ def staged_files(out_dir: Path, names: Sequence[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".staged-", suffix=".tmp"))
     try:
         yield staging
+        stop_if_ctrl_c()
         for name in names:
             os.replace(staging / name, out_dir / name)
     finally:

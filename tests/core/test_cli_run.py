@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
 from data.core.cli import run
+from data.core.io import staged_dir
 
 
 def _ctrl_c_inside_a_c_extension() -> int:
@@ -35,3 +40,45 @@ def test_any_other_system_error_keeps_its_traceback():
 
     with pytest.raises(SystemError, match="a real bug"):
         run(body)
+
+
+def test_a_real_sigint_that_tensorflow_turns_into_another_error_is_130(capsys):
+    # pybind11 code (TensorFlow's nest.flatten, seen in an export's map_fn) can swallow the KeyboardInterrupt and
+    # raise a bare TypeError with no cause: only the signal itself says the user pressed Ctrl-C
+    def body() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs here
+        except KeyboardInterrupt:
+            pass
+        raise TypeError
+
+    assert run(body) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted:") and "Traceback" not in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+    def bug() -> int:
+        raise TypeError("a real bug")
+
+    with pytest.raises(TypeError, match="a real bug"):  # without Ctrl-C the same error is a bug, traceback kept
+        run(bug)
+
+
+def test_a_ctrl_c_swallowed_inside_the_work_still_stops_the_commit(tmp_path, capsys):
+    # TensorFlow can swallow the KeyboardInterrupt outright and run on; the staged output must not be published
+    target = tmp_path / "out"
+
+    def body() -> int:
+        with staged_dir(target) as tmp:
+            (tmp / "model.bin").write_bytes(b"half")
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass  # swallowed
+        return 0
+
+    assert run(body) == 130
+    assert list(tmp_path.iterdir()) == [] and "interrupted:" in capsys.readouterr().err
+    assert run(lambda: 0) == 0  # the note does not outlive its command
