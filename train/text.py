@@ -10,7 +10,7 @@ SVM's). No TensorFlow is imported here: a title run trains and predicts with sci
 
 from __future__ import annotations
 
-import pickle
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -23,8 +23,10 @@ import numpy as np
 from data.core.config import StageOptions
 from data.core.errors import ConfigError, InputError
 
-MODEL_FILE = "text_model.pkl"  # in a text run folder; written and read only by this module
-FORMAT = 1
+MODEL_FILE = "text_model.npz"  # in a text run folder: numbers and one JSON string, no pickle (see TextModel.save)
+LEGACY_FILE = "text_model.pkl"  # what runs before format 2 wrote: a pickle, never read (it could run code)
+FORMAT = 2
+_ARRAYS = ("word_idf", "char_idf", "coef", "intercept", "fitted")
 _SPACE = re.compile(r"\s+")
 
 
@@ -151,46 +153,79 @@ class TextModel:
         return softmax(self.scores(titles), self.temperature)
 
     def save(self, run_dir: Path) -> Path:
-        """Pickle the model into ``run_dir`` (our own file, read back only by :meth:`load`)."""
-        from data.core.io import atomic_write_bytes
+        """Write the model's learned numbers into ``run_dir/text_model.npz``: the two IDF vectors, the SVM's
+        weights, intercepts and fitted classes, and a JSON string with the format, classes, options and
+        temperature. Everything else is rebuilt from the options, so loading runs no code from the file."""
+        from data.core.io import atomic_write_with
 
-        doc = {
-            "format": FORMAT,
-            "classes": list(self.classes),
-            "options": asdict(self.options),
-            "temperature": self.temperature,
-            "features": self.features,
-            "classifier": self.classifier,
+        meta = {"format": FORMAT, "classes": list(self.classes), "options": asdict(self.options)}
+        meta["temperature"] = self.temperature
+        (_, word), (_, char) = self.features.transformer_list
+        arrays = {
+            "meta": np.array(json.dumps(meta)),
+            "word_idf": np.asarray(word.steps[-1][1].idf_, np.float64),  # as fitted: predictions stay bit-equal
+            "char_idf": np.asarray(char.steps[-1][1].idf_, np.float64),
+            "coef": self.classifier.coef_.astype(np.float32),  # fit() keeps it float32
+            "intercept": np.asarray(self.classifier.intercept_, np.float64),
+            "fitted": self.classifier.classes_.astype(np.int64),
         }
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as fh:  # a file object: numpy adds no suffix to it
+                np.savez_compressed(fh, **arrays)  # most hashed features are never seen: 19 MB -> 6 MB
+
         target = run_dir / MODEL_FILE
-        atomic_write_bytes(target, pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write_with(target, write)
         return target
 
     @classmethod
     def load(cls, run_dir: Path) -> TextModel:
-        """The model a text run saved.
+        """The model a text run saved, rebuilt from its numbers (``np.load`` with ``allow_pickle=False``).
 
         Raises:
-            InputError: the folder has no text model, or one this code did not write.
+            InputError: the folder has no text model, or a file this code did not write or cannot use.
         """
         path = run_dir / MODEL_FILE
         if not path.is_file():
+            if (run_dir / LEGACY_FILE).is_file():
+                raise InputError(
+                    f"{run_dir / LEGACY_FILE} is a pickle from an earlier version, which is no longer read (a pickle "
+                    f"can run code): train the text run again (make train-text)"
+                )
             raise InputError(f"{run_dir} has no {MODEL_FILE}: is it a text run? (train one with `make train-text`)")
         try:
-            # A pickle is code: only files our own `make train-text` wrote into a run folder are read here.
-            doc = pickle.loads(path.read_bytes())
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-            raise InputError(f"{path} cannot be read ({exc}): train the text run again") from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise InputError(f"{path} was written by another version of this code: train the text run again")
-        model = cls.__new__(cls)
-        model.classes = tuple(doc["classes"])
-        model.options = TextOptions.from_saved(doc["options"])
-        model.temperature = float(doc["temperature"])
-        model.features, model.classifier = doc["features"], doc["classifier"]
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                arrays = {k: npz[k] for k in _ARRAYS}
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else '?'}, not {FORMAT}")
+            model = cls(meta["classes"], TextOptions.from_saved(meta["options"]))
+            model.temperature = float(meta["temperature"])
+            model._restore(arrays)
+        except (OSError, KeyError, TypeError, ValueError) as exc:  # zip, JSON, shape and dtype errors included
+            raise InputError(f"{path} cannot be used as a title model ({exc}): train the text run again") from exc
         return model
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Put saved numbers into freshly built features and classifier, checking every shape first."""
+        width = 2**self.options.hash_bits
+        fitted = arrays["fitted"]
+        rows = len(fitted) if len(fitted) > 2 else 1
+        expected = {"word_idf": (width,), "char_idf": (width,), "coef": (rows, 2 * width), "intercept": (rows,)}
+        for name, shape in expected.items():
+            if arrays[name].shape != shape or not np.isfinite(arrays[name]).all():
+                raise ValueError(f"{name} has shape {arrays[name].shape}, not {shape}, or a non-finite value")
+        if fitted.ndim != 1 or len(fitted) < 2 or fitted.min() < 0 or fitted.max() >= len(self.classes):
+            raise ValueError(f"fitted classes {fitted.tolist()} do not fit {len(self.classes)} classes")
+        (_, word), (_, char) = self.features.transformer_list
+        word.steps[-1][1].idf_ = arrays["word_idf"].astype(np.float64)
+        char.steps[-1][1].idf_ = arrays["char_idf"].astype(np.float64)
+        self.classifier.coef_ = arrays["coef"]
+        self.classifier.intercept_ = arrays["intercept"].astype(np.float64)
+        self.classifier.classes_ = fitted
+        self.classifier.n_features_in_ = 2 * width
 
 
 def is_text_run(run_dir: Path) -> bool:
     """Whether a run folder holds a title model (``make train-text``) rather than a Keras one."""
-    return (Path(run_dir) / MODEL_FILE).is_file()
+    return any((Path(run_dir) / name).is_file() for name in (MODEL_FILE, LEGACY_FILE))

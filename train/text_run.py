@@ -7,7 +7,7 @@ Reads ``{catalogue}`` (``make extract``'s ``name`` and ``label``), drops rows wi
 ordered by a hash of seed + group, ``train.split``), where the group is the normalised title, so a title
 and its duplicates never straddle two splits. Writes ``{runs}/<id>-text/`` like an image run
 (config.resolved.json, options.json, classes.json, split.csv with the title, metrics.json with the
-validation scores, the sanity gate and the speed) plus ``text_model.pkl``, and points ``{runs}/latest-text``
+validation scores, the sanity gate and the speed) plus ``text_model.npz``, and points ``{runs}/latest-text``
 at it (``latest`` stays the newest image run, which label, export and visualise need).
 """
 

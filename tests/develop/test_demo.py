@@ -66,7 +66,7 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     assert 0.0 <= evaluation["accuracy"] <= 1.0
     # titles: a text run on the photo run's split, then the fusion of the two on the photo run's held-out rows
     text_run = root / "runs" / (root / "runs" / "latest-text").read_text().strip()
-    assert (text_run / "text_model.pkl").is_file()
+    assert (text_run / "text_model.npz").is_file()
     photo_split = pd.read_csv(run / "split.csv", dtype={"key": str}).set_index("key")["split"]
     text_split = pd.read_csv(text_run / "split.csv", dtype={"key": str}).set_index("key")["split"]
     assert (text_split[photo_split.index] == photo_split).all()

@@ -55,7 +55,7 @@ def test_a_text_run_learns_a_separable_catalogue_and_make_evaluate_scores_it(tmp
     catalogue = write_catalogue(tmp_path / "catalogue.parquet", *toy_titles())
     result = train_text(catalogue, tmp_path / "runs", TrainOptions(), TextOptions(hash_bits=14))
     run = result.run_dir
-    for name in ("classes.json", "split.csv", "metrics.json", "options.json", "text_model.pkl"):
+    for name in ("classes.json", "split.csv", "metrics.json", "options.json", "text_model.npz"):
         assert (run / name).is_file(), name
     assert resolve_run(tmp_path / "runs", LATEST_TEXT) == run
     assert not (tmp_path / "runs" / "latest").exists()  # latest stays the photo runs' pointer
@@ -183,7 +183,7 @@ def test_resume_trains_an_interrupted_text_run_again_and_refuses_a_finished_one(
     assert main([*args, "--resume", partial.name]) == 0
     assert "training it again from the start" in capsys.readouterr().out
     run = runs / partial.name
-    assert (run / "text_model.pkl").is_file() and len(json.loads((run / "classes.json").read_text())) == 3
+    assert (run / "text_model.npz").is_file() and len(json.loads((run / "classes.json").read_text())) == 3
     assert not (runs / ".incomplete").exists() and resolve_run(runs, LATEST_TEXT) == run
     # a finished one: nothing to resume, a one-line refusal, the runs folder as it was
     before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
@@ -196,3 +196,40 @@ def test_resume_trains_an_interrupted_text_run_again_and_refuses_a_finished_one(
     (root / "processed" / "v1" / "catalogue.parquet").unlink()
     assert main([*args, "--resume", other.name]) == 2
     assert sorted(p.name for p in other.parent.iterdir()) == [other.name]
+
+
+def test_the_saved_model_is_numbers_only_and_a_tampered_or_pickled_file_is_refused(tmp_path):
+    titles, labels = toy_titles(per_class=20)
+    y = np.array([sorted(VOCAB).index(label) for label in labels])
+    model = TextModel(sorted(VOCAB), TextOptions(hash_bits=10)).fit(titles, y)
+    model.calibrate(titles[:30], y[:30])
+    model.save(tmp_path)
+    back = TextModel.load(tmp_path)
+    assert back.classes == model.classes and back.temperature == model.temperature
+    assert np.array_equal(back.predict_proba(titles), model.predict_proba(titles))
+    with np.load(tmp_path / "text_model.npz", allow_pickle=False) as npz:  # no object array anywhere in it
+        saved = {k: npz[k] for k in npz.files}
+    assert all(a.dtype != object for a in saved.values())
+
+    def refused(folder: Path, match: str) -> None:
+        with pytest.raises(StageError, match=match):
+            TextModel.load(folder)
+
+    for name, bad in (
+        ("coef", saved["coef"][:, :5]),  # another width
+        ("word_idf", np.full_like(saved["word_idf"], np.nan)),
+        ("fitted", np.array([0, 7])),  # a class the model does not have
+        ("meta", np.array('{"format": 1}')),
+    ):
+        folder = tmp_path / f"bad-{name}"
+        folder.mkdir()
+        np.savez(folder / "text_model.npz", **{**saved, name: bad})
+        refused(folder, "cannot be used as a title model")
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    np.savez(pickled / "text_model.npz", **{**saved, "coef": np.array([{"a": 1}], dtype=object)})
+    refused(pickled, "cannot be used")  # an object array would need unpickling: never done
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "text_model.pkl").write_bytes(b"\x80\x04K\x01.")  # an earlier run's pickle: named, not read
+    refused(legacy, "no longer read")
