@@ -6,7 +6,9 @@ Writes ``{run}/evaluation/`` (``evaluation_<split>/`` for another split): metric
 macro-F1, per-class precision/recall/F1, most confused pairs, confusion matrix, the sanity gate's verdict,
 skipped images by reason), per_class.csv, confusion_matrix.csv/.png, confused_pairs.csv, predictions.csv
 (per image: prediction, confidence, loss) and gallery.png (the highest-loss images); the confusion matrix
-also goes to TensorBoard (``logs/<split>``). The folder is built beside and swapped in whole.
+also goes to TensorBoard (``logs/<split>``). The folder is built beside and swapped in whole. A text run
+(``latest-text``) gets the same files without the gallery; a fusion run (``latest-fusion``) is scored on its
+held-out rows with the photo and the title fused, and its report adds what each source scores on those rows.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from data.core.io import atomic_write_with, staged_dir, write_json
 from data.core.runs import add_run_argument, resolve_run, run_images_dir
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
+from train.fusion import FUSION_FILE
 from train.gate import describe, sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.predict import Predictor
@@ -131,6 +134,8 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
 
     if is_text_run(run_dir):  # a title run (make train-text): train/text_run.py scores it
         return _evaluate_text(run_dir, options)
+    if (run_dir / FUSION_FILE).is_file():  # a fusion run (train.modality = both): train/fusion.py scores it
+        return _evaluate_fusion(run_dir, images_dir, options)
     predictor = Predictor.load(run_dir)
     data = ImageDataSet.from_run(run_dir, images_dir)
     rows, skipped = _usable_rows(data, options, run_dir.name)
@@ -154,6 +159,25 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         _write_outputs(work, report, predictions, predictor.classes, images_dir, options.gallery_size)
     png = confusion_png(np.asarray(report["confusion_matrix"]), predictor.classes, f"{options.split} confusion matrix")
     log_png(run_dir / "logs" / options.split, "confusion_matrix", png, step=0)
+    log.info("evaluation written to %s", target)
+    return report
+
+
+def _evaluate_fusion(run_dir: Path, images_dir: Path, options: EvaluateOptions) -> dict[str, Any]:
+    """The image evaluation's files for a fusion run, with each source's scores in the report."""
+    from train.fusion import evaluate_fusion
+
+    report, predictions, photos = evaluate_fusion(
+        run_dir,
+        images_dir,
+        options.split,
+        top_confused=options.top_confused,
+        bad_images=options.bad_images,
+        batch_size=options.batch_size,
+    )
+    target = evaluation_dir(run_dir, options.split)
+    with staged_dir(target) as work:
+        _write_outputs(work, report, predictions, tuple(report["per_class"]), photos, options.gallery_size)
     log.info("evaluation written to %s", target)
     return report
 
@@ -189,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             f"accuracy {report['accuracy']:.3f}  top-3 {report['top3_accuracy']:.3f}  "
             f"macro-F1 {report['macro_f1']:.3f}  loss {report['loss']:.3f}"
         )
+        for name, scores in report.get("sources", {}).items():  # a fusion run: each source on the same rows
+            print(f"  {name:>6}: accuracy {scores['accuracy']:.3f}  macro-F1 {scores['macro_f1']:.3f}")
         for pair in report["most_confused"][:3]:
             print(f"  confused: {pair['true']} -> {pair['predicted']} ({pair['count']}x)")
         print("\n".join(describe(report["sanity"], report["split"])))

@@ -194,6 +194,72 @@ def read_fusion(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+def evaluate_fusion(
+    run_dir: Path,
+    images_dir: Path,
+    split: str,
+    *,
+    top_confused: int = 10,
+    bad_images: str = "skip",
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], pd.DataFrame, Path]:
+    """``make evaluate`` on a fusion run: its held-out rows of ``split`` scored by the fused model, beside what each
+    source scores on the same rows; the report, one prediction row per product and the photos' folder.
+
+    Raises:
+        DataSetError: the split has no rows in the fusion run (it holds only validation and test rows), or none of
+            its photos can be read.
+    """
+    from train.gate import sanity_check
+    from train.metrics import cross_entropy
+    from train.predict import Predictor
+    from train.screen import report_bad, screen_files
+    from train.text import TextModel
+
+    doc = read_fusion(run_dir)
+    image_run, text_run, weight = Path(doc["image_run"]), Path(doc["text_run"]), float(doc["image_weight"])
+    for run in (image_run, text_run):
+        if not run.is_dir():
+            raise InputError(f"{run_dir.name} fuses {run}, which is gone: train the fusion again (make train ...)")
+    rows = pd.read_csv(run_dir / RUN_FILES["split"], dtype={"key": str, "name": str}, keep_default_na=False)
+    rows = rows[rows["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise DataSetError(f"{run_dir.name} has no {split} rows: a fusion run holds only validation and test rows")
+    photos = run_images_dir(image_run, images_dir)
+    files = [photos / p for p in rows["path"]]
+    bad = screen_files(files)
+    skipped = report_bad(files, bad, bad_images, f"{split} images")
+    rows = rows.drop(index=list(bad)).reset_index(drop=True)
+    if rows.empty:
+        raise DataSetError(f"none of the {len(files)} {split} photos of {run_dir.name} can be read ({skipped})")
+    predictor, text = Predictor.load(image_run), TextModel.load(text_run)
+    classes = predictor.classes
+    image = predictor.predict_files([photos / p for p in rows["path"]], batch_size)
+    titles = align(text.predict_proba(rows["name"].tolist()), text.classes, classes)
+    fused = fuse(image, titles, weight)
+    y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    train_labels = pd.read_csv(image_run / RUN_FILES["split"]).query("split == 'train'")["label"]
+    majority = classes.index(train_labels.mode().iloc[0]) if len(train_labels) else 0
+    report = {
+        "run_id": run_dir.name,
+        "modality": "both",
+        "split": split,
+        "image_weight": weight,
+        "skipped": skipped,
+        **classification_report(y, fused, classes, top_confused),
+        "sources": compare(y, image, titles, weight, classes),
+        "sanity": sanity_check(y, fused, classes, majority),
+    }
+    predictions = rows[["key", "path", "name", "label"]].assign(
+        predicted=[classes[i] for i in fused.argmax(axis=1)],
+        confidence=fused.max(axis=1).round(4),
+        loss=cross_entropy(y, fused).round(4),
+        image_predicted=[classes[i] for i in image.argmax(axis=1)],
+        text_predicted=[classes[i] for i in titles.argmax(axis=1)],
+    )
+    return report, predictions, photos
+
+
 def summary_lines(result: TrainResult) -> list[str]:
     """What ``make train`` prints for a fusion run."""
     m = result.metrics

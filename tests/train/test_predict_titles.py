@@ -97,3 +97,29 @@ def test_the_fusion_run_reports_each_source_on_validation(runs):
     validation = metrics["validation"]
     assert set(validation) == {"image", "text", "fusion"}
     assert validation["fusion"]["accuracy"] >= max(validation["image"]["accuracy"], validation["text"]["accuracy"])
+
+
+def test_make_evaluate_scores_a_fusion_run_with_each_source_beside_it(runs, capsys):
+    import json
+
+    from train.evaluate import main as evaluate_main
+    from train.fusion import LATEST_FUSION
+    from train.runs import resolve_run
+
+    run = resolve_run(runs.root / "runs", LATEST_FUSION)
+    args = ["--set", f"paths.runs={runs.root / 'runs'}", "--set", f"paths.images={runs.images}"]
+    assert evaluate_main([*args, "--run", LATEST_FUSION, "--split", "validation"]) == 0
+    assert "fusion: accuracy" in capsys.readouterr().out
+    out = run / "evaluation_validation"
+    report = json.loads((out / "metrics.json").read_text())
+    trained = json.loads((run / "metrics.json").read_text())["validation"]
+    assert report["modality"] == "both" and report["sources"] == trained  # the same rows, the same scores
+    assert report["accuracy"] == trained["fusion"]["accuracy"]
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == trained["fusion"]["samples"]
+    assert {"name", "path", "predicted", "image_predicted", "text_predicted"} <= set(predictions.columns)
+    assert (out / "gallery.png").is_file()
+    # a fusion run holds no training rows: a one-line refusal, nothing written
+    assert evaluate_main([*args, "--run", LATEST_FUSION, "--split", "train"]) == 2
+    assert "only validation and test rows" in capsys.readouterr().err
+    assert not (run / "evaluation_train").exists()
