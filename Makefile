@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help install install-distributed lock lint test demo fetch-raw extract download-images validate-urls \
-        publish-kaggle train train-text evaluate predict label apply-labels export serve \
+        publish-kaggle train train-text train-fusion evaluate predict label apply-labels export serve \
         eda visualise tensorboard bench bench-extract bench-download bench-train bench-text bench-scratch bench-transfer \
         bench-serve bench-label bench-report bench-scale clean
 
@@ -71,6 +71,9 @@ train: install ## train a classifier (from scratch with weights=none, transfer f
 
 train-text: install ## train a title classifier on the catalogue's names (train.modality=text; run -> latest-text)
 	$(PY) -m train.train $(CFG) --set train.modality=text $(ARGS)
+
+train-fusion: install ## fuse the title run latest-text with the photo run latest, weight chosen on validation (-> latest-fusion)
+	$(PY) -m train.train $(CFG) --set train.modality=both $(ARGS)
 
 evaluate: install ## evaluate a run on its test split (default: the latest run)
 	$(PY) -m train.evaluate $(CFG) $(ARGS)

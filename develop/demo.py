@@ -84,6 +84,7 @@ STAGES = (
     # fusion of the two; {runs}/latest stays the photo run, which the stages below read
     Stage("train-text", "train.train", ("--set", "train.modality=text"), photo_split=True),
     Stage("train-fusion", "train.train", ("--set", "train.modality=both")),
+    Stage("evaluate", "train.evaluate", ("--run", "latest-fusion")),
     Stage("label", "label"),
     Stage("apply-labels", "label.apply", ("--set", "label.auto_threshold=0.9")),
     Stage("export", "deploy.export"),

@@ -271,4 +271,5 @@ def summary_lines(result: TrainResult) -> list[str]:
             lines.append(
                 f"{split} {name:>6}: accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  ({s['samples']} rows)"
             )
+    lines.append(f"next: make evaluate ARGS='--run {LATEST_FUSION}'")
     return lines

@@ -75,3 +75,6 @@ def test_demo_runs_every_stage_end_to_end(tmp_path):
     )
     assert fusion["image_run"] == run.name and fusion["text_run"] == text_run.name
     assert fusion["validation"]["fusion"]["samples"] == (photo_split == "validation").sum()
+    fusion_run = root / "runs" / (root / "runs" / "latest-fusion").read_text().strip()
+    evaluation = json.loads((fusion_run / "evaluation" / "metrics.json").read_text())
+    assert evaluation["modality"] == "both" and evaluation["samples"] == (photo_split == "test").sum()
