@@ -159,7 +159,10 @@ def train_fusion(
         )
     rows = paired_rows(image_run, text_run, catalogue)
     if not rows["split"].eq("validation").any():
-        raise DataSetError(f"no validation row of {image_run.name} has a title the text run did not train on")
+        raise DataSetError(
+            f"no validation row of {image_run.name} has a title the text run did not train on: train the text run "
+            f"on the photo run's split (make train-text SET=train.split_file={image_run / RUN_FILES['split']})"
+        )
     classes, image, text = _probabilities(rows, image_run, text_run, run_images_dir(image_run, images_dir))
     index = {c: i for i, c in enumerate(classes)}
     y = rows["label"].map(index).to_numpy(np.int64)
@@ -224,7 +227,13 @@ def evaluate_fusion(
     rows = pd.read_csv(run_dir / RUN_FILES["split"], dtype={"key": str, "name": str}, keep_default_na=False)
     rows = rows[rows["split"] == split].reset_index(drop=True)
     if rows.empty:
-        raise DataSetError(f"{run_dir.name} has no {split} rows: a fusion run holds only validation and test rows")
+        why = (
+            "a fusion run holds only validation and test rows"
+            if split == "train"
+            else "no such row of the photo run has a title the text run did not train on (train the text run with "
+            "train.split_file=<the photo run's split.csv>, as make demo does)"
+        )
+        raise DataSetError(f"{run_dir.name} has no {split} rows: {why}")
     photos = run_images_dir(image_run, images_dir)
     files = [photos / p for p in rows["path"]]
     bad = screen_files(files)

@@ -21,7 +21,7 @@ from data.core.cli import run, stage_parser
 from data.core.config import Config, ConfigError, config_from_args
 from data.core.contracts import REPORTS
 from data.core.io import atomic_write_bytes
-from data.core.runs import add_run_argument
+from data.core.runs import add_run_argument, run_images_dir
 from visualise.embedding import embed, pca_2d, stratified_sample, umap_2d, umap_available, write_projector
 from visualise.images import encode, letterboxed
 from visualise.inputs import RunInputs, label_issues
@@ -118,11 +118,28 @@ def build_report(inputs: RunInputs, options: VisualiseOptions) -> RunReport:
         "label_issues": _issues_section(issues, source, labels),
         "comparison": compare_runs(inputs.runs),
     }
+    modality = str(files.metrics.get("modality", "image"))
+    doc["run"]["modality"] = modality
     data = RunReport(doc)
+    if modality == "text":  # titles, no photos: the highest losses are listed as titles, no map
+        data.doc["embedding"] = _no_map("a title run has no photos to map")
+        return data
+    if modality == "both":  # the photos are the fused photo run's
+        from train.predict import read_fusion
+
+        images_dir = run_images_dir(Path(read_fusion(run_dir)["image_run"]), images_dir)
     for row in worst:
         data.thumbs[row["key"]] = encode(letterboxed(images_dir / row["path"], 154))
+    if modality == "both":
+        data.doc["embedding"] = _no_map("the fusion's photo model is mapped in its photo run's report")
+        return data
     _embedding(data, files, images_dir, options, flagged)
     return data
+
+
+def _no_map(why: str) -> dict[str, Any]:
+    """The embedding section of a run that has no photo embedding of its own."""
+    return {"per_class": 0, "points": 0, "flagged": 0, "skipped": why}
 
 
 def visualise_run(
@@ -173,14 +190,20 @@ def main(argv: list[str] | None = None) -> int:
         inputs = RunInputs.from_config(cfg, options.run)
         out_dir = args.out or cfg.path(REPORTS) / inputs.run_dir.name
         doc = visualise_run(inputs, out_dir, options, config=cfg)
-        e = doc["evaluation"]
-        print(
-            f"visualise: run {inputs.run_dir.name}: {e.get('split')} accuracy {e.get('accuracy')}, "
-            f"macro-F1 {e.get('macro_f1')}, ECE {doc['calibration']['ece']}; map of {doc['embedding']['points']} "
-            f"images ({doc['embedding']['flagged']} with label issues); {len(doc['comparison'])} runs compared"
+        e, m = doc["evaluation"], doc["embedding"]
+        mapped = (
+            f"no map ({m['skipped']})"
+            if m.get("skipped")
+            else f"map of {m['points']} images ({m['flagged']} with label issues)"
         )
         print(
-            f"  wrote {out_dir / HTML_FILE} ({doc['budget']['html_bytes'] / MB:.1f} MB), {JSON_FILE}, {PROJECTOR}/ "
+            f"visualise: run {inputs.run_dir.name}: {e.get('split')} accuracy {e.get('accuracy')}, "
+            f"macro-F1 {e.get('macro_f1')}, ECE {doc['calibration']['ece']}; {mapped}; "
+            f"{len(doc['comparison'])} runs compared"
+        )
+        projector = f", {PROJECTOR}/" if "projector" in doc else ""
+        print(
+            f"  wrote {out_dir / HTML_FILE} ({doc['budget']['html_bytes'] / MB:.1f} MB), {JSON_FILE}{projector} "
             f"in {time.perf_counter() - started:.1f} s"
         )
         if "projector" in doc:

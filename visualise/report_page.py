@@ -92,19 +92,26 @@ def _confusion(page: Page, doc: dict[str, Any]) -> None:
 
 
 def _losses(page: Page, data: RunReport) -> None:
+    worst = data.doc["top_losses"]
+    text = note("highest cross-entropy first: the model is most sure these labels are wrong (or the input is odd)")
+    if worst and not data.thumbs:  # a title run: the titles themselves
+        rows = [(r["title"], r["label"], r["predicted"], r["confidence"], r["p_label"], r["loss"]) for r in worst]
+        columns = ["title", "given", "predicted", "confidence", "p(given)", "loss"]
+        page.add("losses", "Highest-loss titles", text, table(columns, rows))
+        return
     items = [
         tile(
             data.thumbs[r["key"]],
             [
+                *([r["title"][:80]] if r.get("title") else []),
                 f"given: {r['label']}",
                 f"predicted: {r['predicted']} ({r['confidence']:.2f})",
                 f"p(given) {r['p_label']:.3f}, loss {r['loss']:.2f}",
             ],
             flagged=f"label issue: {r['issue']}" if r.get("issue") else "",
         )
-        for r in data.doc["top_losses"]
+        for r in worst
     ]
-    text = note("highest cross-entropy first: the model is most sure these labels are wrong (or the photo is odd)")
     page.add("losses", "Highest-loss images", text, tiles(items))
 
 
@@ -128,6 +135,9 @@ def _calibration(page: Page, c: dict[str, Any]) -> None:
 
 def _embedding(page: Page, data: RunReport) -> None:
     section = data.doc["embedding"]
+    if section.get("skipped"):
+        page.add("map", "Embedding map", note(f"no map: {section['skipped']}"))
+        return
     parts = [
         note(
             f"{section['points']:,} images, up to {section['per_class']} per class (seeded), embedded by the "
@@ -201,7 +211,7 @@ def render_report(data: RunReport, options: VisualiseOptions) -> bytes:
     _issues(page, doc["label_issues"])
     _comparison(page, doc["comparison"], doc["run"]["run_id"])
     sampling = [
-        f"map of {doc['embedding']['points']:,} images ({options.map_per_class} per class)",
-        f"{len(doc['top_losses'])} highest-loss images",
+        f"map of {doc['embedding']['points']:,} images ({doc['embedding']['per_class']} per class)",
+        f"{len(doc['top_losses'])} highest-loss {'titles' if doc['run'].get('modality') == 'text' else 'images'}",
     ]
     return page.render(footer(options.max_report_mb, sampling, options.seed))

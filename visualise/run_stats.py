@@ -137,17 +137,19 @@ def calibration(predictions: pd.DataFrame, bins: int) -> dict[str, Any]:
 def top_losses(predictions: pd.DataFrame, count: int) -> list[dict[str, Any]]:
     """The ``count`` highest-loss images: given and predicted label, the prediction's and the label's probability."""
     worst = predictions.sort_values(["loss", "key"], ascending=[False, True], kind="stable").head(count)
+    titles = worst["name"] if "name" in worst else pd.Series("", index=worst.index)  # text and fusion runs
     return [
         {
             "key": row.key,
-            "path": row.path,
+            "path": row.path if isinstance(row.path, str) else "",
+            "title": title if isinstance(title, str) else "",
             "label": row.label,
             "predicted": row.predicted,
             "confidence": round(float(row.confidence), 4),
             "p_label": round(float(np.exp(-row.loss)), 4),
             "loss": round(float(row.loss), 4),
         }
-        for row in worst.itertuples(index=False)
+        for row, title in zip(worst.itertuples(index=False), titles)
     ]
 
 

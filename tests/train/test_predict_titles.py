@@ -1,4 +1,5 @@
-"""make predict with titles (title only, photo only, both) and a fusion run, on real tiny runs in tmp."""
+"""make predict with titles (title only, photo only, both) and a fusion run, on real tiny runs in tmp; the text and
+fusion runs through make evaluate and make visualise."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def runs(tmp_path_factory) -> Runs:
     root = tmp_path_factory.mktemp("titles")
     manifest = make_download_output(root / "processed", per_class=8, size=40, classes=CLASSES)
     options = tiny_transfer_options(root / "cache")
-    train(manifest, root / "runs", options, config=load_config())
+    photo_run = train(manifest, root / "runs", options, config=load_config()).run_dir
     stored = pd.read_parquet(manifest).query("status == 'ok'")
     titles, labels = toy_titles(per_class=40)
     by_label = {c: [t for t, lab in zip(titles, labels) if lab == c] for c in CLASSES}
@@ -47,7 +48,9 @@ def runs(tmp_path_factory) -> Runs:
     )
     frame = pd.read_parquet(catalogue).assign(key=keys)
     frame.to_parquet(catalogue, index=False)
-    train_text(catalogue, root / "runs", TrainOptions(), TextOptions(hash_bits=14))
+    # the text run on the photo run's split (as make demo does), so the fusion has held-out test rows too
+    text_options = TrainOptions(split_file=str(photo_run / "split.csv"))
+    train_text(catalogue, root / "runs", text_options, TextOptions(hash_bits=14))
     train_fusion(root / "runs", catalogue, manifest.parent, FusionOptions())
     photos = {lab: manifest.parent / p for lab, p in stored.groupby("label")["path"].first().items()}
     return Runs(root, manifest.parent, photos)
@@ -123,3 +126,25 @@ def test_make_evaluate_scores_a_fusion_run_with_each_source_beside_it(runs, caps
     assert evaluate_main([*args, "--run", LATEST_FUSION, "--split", "train"]) == 2
     assert "only validation and test rows" in capsys.readouterr().err
     assert not (run / "evaluation_train").exists()
+
+
+def test_make_visualise_reports_a_text_run_and_a_fusion_run(runs, tmp_path, capsys):
+    import json
+
+    from train.evaluate import main as evaluate_main
+    from visualise.report import main as visualise_main
+
+    args = ["--set", f"paths.runs={runs.root / 'runs'}", "--set", f"paths.images={runs.images}"]
+    args += ["--set", f"paths.labels={tmp_path / 'labels'}"]
+    for ref, out in (("latest-text", tmp_path / "text"), ("latest-fusion", tmp_path / "fusion")):
+        assert evaluate_main([*args, "--run", ref]) == 0
+        assert visualise_main([*args, "--run", ref, "--out", str(out)]) == 0, capsys.readouterr().err
+        doc = json.loads((out / "report.json").read_text())
+        page = (out / "report.html").read_text()
+        worst = doc["top_losses"]
+        assert worst and all(r["title"] for r in worst) and doc["embedding"]["points"] == 0
+        assert worst[0]["title"].split()[0] in page and "no map:" in page
+        assert not (out / "projector").exists()
+        photos = page.count('<div class="tile">')
+        assert photos == (len(worst) if ref == "latest-fusion" else 0)  # a title run has no photos to show
+    assert "no map (a title run has no photos to map)" in capsys.readouterr().out
