@@ -26,7 +26,7 @@ from data.core.cli import run, stage_parser
 from data.core.contracts import EXPORTS, IMAGES, RUN_FILES, RUNS
 from data.core.errors import InputError, StageError
 from data.core.io import staged_dir, write_json
-from data.core.runs import add_run_argument, resolve_run
+from data.core.runs import add_run_argument, require_photo_run, resolve_run
 from deploy import layout
 from deploy.options import ExportOptions
 
@@ -224,8 +224,7 @@ def export_run(
     from deploy.card import provenance
     from train.predict import Predictor
 
-    if not (run_dir / RUN_FILES["model"]).is_file():
-        raise InputError(f"{run_dir} has no {RUN_FILES['model']}: did its training finish? (make train)")
+    require_photo_run(run_dir, files=("model",))
     files, labels = _split(run_dir, images_dir, options.split)  # before TensorFlow loads: a wrong path fails fast
     predictor = Predictor.load(run_dir)
     model_dir = exports_dir / options.model_name

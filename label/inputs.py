@@ -17,6 +17,7 @@ import pandas as pd
 
 from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json, stored_rows
 from data.core.errors import InputError
+from data.core.runs import require_photo_run
 from data.core.images import over_limit
 
 LATEST = LATEST_LABELS
@@ -97,9 +98,7 @@ def run_splits(run_dir: Path) -> dict[str, str]:
         InputError: ``run_dir`` is no finished run (no model, classes or split), or its split is unreadable:
             said at once, before any image is read.
     """
-    missing = [RUN_FILES[k] for k in ("model", "classes", "split") if not (run_dir / RUN_FILES[k]).is_file()]
-    if missing:
-        raise InputError(f"{run_dir} has no {', '.join(missing)}: is it a finished training run? (`make train`)")
+    require_photo_run(run_dir, files=("model", "classes", "split"))
     path = run_dir / RUN_FILES["split"]
     try:
         split = pd.read_csv(path, dtype=str)

@@ -38,7 +38,7 @@ from train.runs import TrainResult, new_run_id, run_folder
 
 log = logging.getLogger(__name__)
 
-FUSION_FILE = "fusion.json"
+FUSION_FILE = RUN_FILES["fusion"]
 LATEST_FUSION = "latest-fusion"
 WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
 MIN_GAIN_P = 0.3  # a mix must beat the better source on validation at this one-sided sign-test level

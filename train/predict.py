@@ -27,7 +27,7 @@ from data.core.config import StageOptions
 from data.core.contracts import RUN_FILES, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import atomic_write_with
-from data.core.runs import add_run_argument, resolve_run
+from data.core.runs import add_run_argument, require_photo_run, resolve_run
 from train.screen import IMAGE_SUFFIXES, screen_files
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "check_run", "collect_images", "predictions_frame"]
@@ -75,13 +75,8 @@ EMBEDDING_LAYER = "embedding"  # the classifier's penultimate output, named in t
 
 def check_run(run_dir: Path) -> tuple[Path, Path]:
     """The run's model and classes files; ``InputError`` when the folder holds no finished model."""
-    model_file, classes_file = run_dir / RUN_FILES["model"], run_dir / RUN_FILES["classes"]
-    if not model_file.is_file() or not classes_file.is_file():
-        raise InputError(
-            f"{run_dir} has no {model_file.name} and {classes_file.name}: did its training "
-            f"run finish? (train a model with `make train`)"
-        )
-    return model_file, classes_file
+    require_photo_run(run_dir)
+    return run_dir / RUN_FILES["model"], run_dir / RUN_FILES["classes"]
 
 
 @dataclass

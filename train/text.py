@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from data.core.config import StageOptions
+from data.core.contracts import RUN_FILES
 from data.core.errors import ConfigError, InputError
 
-MODEL_FILE = "text_model.npz"  # in a text run folder: numbers and one JSON string, no pickle (see TextModel.save)
+MODEL_FILE = RUN_FILES["text_model"]  # text_model.npz: numbers and one JSON string, no pickle (TextModel.save)
 LEGACY_FILE = "text_model.pkl"  # what runs before format 2 wrote: a pickle, never read (it could run code)
 FORMAT = 2
 _ARRAYS = ("word_idf", "char_idf", "coef", "intercept", "fitted")

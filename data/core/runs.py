@@ -60,3 +60,19 @@ def run_images_dir(run_dir: Path, default: Path) -> Path:
         if isinstance(images, str) and images:
             return Path(images)
     return default
+
+
+def require_photo_run(run_dir: Path, *, files: tuple[str, ...] = ("model", "classes")) -> None:
+    """Raise ``InputError`` unless ``run_dir`` is a finished photo run (``RUN_FILES`` keys ``files`` present); a
+    text or fusion run is named as such, with what to pass instead."""
+    kind = next((k for k in ("text_model", "fusion") if (run_dir / RUN_FILES[k]).is_file()), None)
+    if kind is None and (run_dir / "text_model.pkl").is_file():  # a text run from before text_model.npz
+        kind = "text_model"
+    if kind is not None:
+        name = "a text (title) run" if kind == "text_model" else "a fusion run"
+        raise InputError(
+            f"{run_dir.name} is {name}, which has no photo model: give a photo run (--run latest, or a photo run's id)"
+        )
+    missing = [RUN_FILES[k] for k in files if not (run_dir / RUN_FILES[k]).is_file()]
+    if missing:
+        raise InputError(f"{run_dir} has no {', '.join(missing)}: did its training run finish? (make train)")

@@ -148,3 +148,17 @@ def test_make_visualise_reports_a_text_run_and_a_fusion_run(runs, tmp_path, caps
         photos = page.count('<div class="tile">')
         assert photos == (len(worst) if ref == "latest-fusion" else 0)  # a title run has no photos to show
     assert "no map (a title run has no photos to map)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", ["deploy.export", "label.stage", "train.predict"])
+def test_a_stage_that_needs_a_photo_model_names_a_text_or_fusion_run_as_such(runs, module, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(module).main
+    args = ["--set", f"paths.runs={runs.root / 'runs'}", "--set", f"paths.images={runs.images}"]
+    args += ["--set", f"paths.exports={tmp_path / 'exports'}", "--set", f"paths.labels={tmp_path / 'labels'}"]
+    extra = [str(runs.photos[CLASSES[0]])] if module == "train.predict" else []
+    for ref, kind in (("latest-text", "a text (title) run"), ("latest-fusion", "a fusion run")):
+        assert main([*args, "--run", ref, *extra]) == 2
+        assert f"is {kind}, which has no photo model" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before writing anything
