@@ -103,7 +103,7 @@ def build_report(inputs: RunInputs, options: VisualiseOptions) -> RunReport:
         "run": {
             "run_id": run_dir.name,
             "backbone": files.metrics.get("backbone"),
-            "recipe": recipe(files.options),
+            "recipe": recipe(files.options, files.metrics),
             "image_size": files.metrics.get("image_size"),
             "classes": list(files.classes),
             "data": files.metrics.get("data", {}),

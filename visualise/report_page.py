@@ -49,6 +49,9 @@ def _overview(page: Page, doc: dict[str, Any]) -> None:
             else "not useful yet: " + "; ".join(sanity.get("findings", []))
         )
         parts.append(check(bool(sanity["passed"]), verdict))
+    if e.get("sources"):  # a fusion run: each source on the same rows
+        body = [(name, v["accuracy"], v["macro_f1"], v["loss"], v["samples"]) for name, v in e["sources"].items()]
+        parts.append(table(["source", "accuracy", "macro-F1", "loss", "rows"], body, sortable=False))
     page.add("overview", "Overview", *parts, table(["", "value"], rows, sortable=False))
 
 

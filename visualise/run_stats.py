@@ -27,6 +27,7 @@ _SCORES = (
     "most_confused",
     "confusion_matrix",
     "sanity",  # make evaluate's verdict: does the model beat a constant majority-class predictor
+    "sources",  # a fusion run: what the photo, the title and the fusion score on the same rows
 )
 
 
@@ -147,17 +148,27 @@ def top_losses(predictions: pd.DataFrame, count: int) -> list[dict[str, Any]]:
             "predicted": row.predicted,
             "confidence": round(float(row.confidence), 4),
             "p_label": round(float(np.exp(-row.loss)), 4),
-            "loss": round(float(row.loss), 4),
+            "loss": round(float(row.loss), 4) + 0.0,  # + 0.0: a certain right answer's -0.0 shows as 0.0
         }
         for row, title in zip(worst.itertuples(index=False), titles)
     ]
 
 
-def recipe(options: dict[str, Any]) -> str:
-    """A run's training recipe in a few words, from its ``options.json``.
+def recipe(options: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
+    """A run's training recipe in a few words, from its ``options.json`` (and ``metrics.json``: a fusion run has
+    no options).
 
     ``recipe`` = ``auto`` (or a run from before that option) means scratch without weights, else transfer.
     """
+    metrics = metrics or {}
+    modality = options.get("modality") or metrics.get("modality")
+    if modality == "text":
+        return "titles: hashed TF-IDF word and character n-grams, linear SVM"
+    if modality == "both":
+        return (
+            f"late fusion of {metrics.get('image_run')} and {metrics.get('text_run')} "
+            f"(photo weight {metrics.get('image_weight')})"
+        )
     if not options:
         return "unknown"
     weights = str(options.get("weights", ""))
@@ -189,7 +200,7 @@ def _run_row(run_dir: Path) -> dict[str, Any] | None:
     return {
         "run_id": run_dir.name,
         "backbone": metrics.get("backbone", options.get("backbone")),
-        "recipe": recipe(options),
+        "recipe": recipe(options, metrics),
         "image_size": metrics.get("image_size", options.get("image_size")),
         "epochs": len(metrics.get("history", [])),
         "scored_on": source,

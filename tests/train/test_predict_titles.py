@@ -145,6 +145,7 @@ def test_make_visualise_reports_a_text_run_and_a_fusion_run(runs, tmp_path, caps
         assert worst and all(r["title"] for r in worst) and doc["embedding"]["points"] == 0
         assert worst[0]["title"].split()[0] in page and "no map:" in page
         assert not (out / "projector").exists()
+        assert ("<th>source</th>" in page) == (ref == "latest-fusion")  # the fusion's sources side by side
         photos = page.count('<div class="tile">')
         assert photos == (len(worst) if ref == "latest-fusion" else 0)  # a title run has no photos to show
     assert "no map (a title run has no photos to map)" in capsys.readouterr().out
