@@ -42,6 +42,9 @@ class Metrics:
         self.rejected = Counter("inference_queue_rejections", "Requests refused with 503: queue full", registry=r)
         self.model_version = Gauge("model_version", "The version being served (0: none yet)", registry=r)
         self.model_loads = Counter("model_loads", "Version loads, by result", ["result"], registry=r)
+        self.title_predictions = Counter(
+            "title_predictions", "Answers with a title, by source: text (title only) or fusion", ["source"], registry=r
+        )
 
     def render(self) -> bytes:
         """The exposition text of every collector."""

@@ -125,6 +125,7 @@ async def answer(service: Service, titles: TitleModel, title: str | None, images
     text = titles.probabilities(title, classes) if title is not None else None
     who_text = {"text_run": titles.text_run}
     if not images:
+        service.metrics.title_predictions.labels(source="text").inc()
         return [(text, "text", who_text, classes)]
     out: list[Any] = []
     for result in await service.classify(model, list(images)):
@@ -133,6 +134,7 @@ async def answer(service: Service, titles: TitleModel, title: str | None, images
         elif text is None:
             out.append((result[0], "image", {"model_version": result[1]}, classes))
         else:
+            service.metrics.title_predictions.labels(source="fusion").inc()
             fused = fuse(result[0][None], text[None], titles.image_weight)[0]
             who = {"model_version": result[1], **who_text, "fusion_run": titles.fusion_run or "equal-weights"}
             out.append((fused, "fusion", who, classes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import urllib.request
 from contextlib import contextmanager
 
 import pytest
@@ -96,6 +97,10 @@ def test_a_title_a_photo_or_both_each_answered_by_its_model(titles_server):
     assert text["classes"][max(range(len(text["classes"])), key=text["probabilities"].__getitem__)] == (
         "Electronics_and_Appliances"
     )
+    # /metrics counts the answers with a title by source: 3 title-only, 3 fused (photo-only ones are not titles)
+    metrics = urllib.request.urlopen(titles_server.url("/metrics"), timeout=30).read().decode()
+    assert 'title_predictions_total{source="text"} 3.0' in metrics
+    assert 'title_predictions_total{source="fusion"} 3.0' in metrics
 
 
 @pytest.mark.parametrize(
