@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.core.cli import run, stage_parser
-from data.core.contracts import EXPORTS, IMAGES, RUN_FILES, RUNS
+from data.core.contracts import EXPORTS, IMAGES, RUNS
 from data.core.errors import InputError, StageError
 from data.core.io import staged_dir, write_json
 from data.core.runs import add_run_argument, require_photo_run, resolve_run
