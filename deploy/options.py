@@ -7,7 +7,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from data.core.config import Config, StageOptions, shown
+from data.core.config import Config, shown
+from data.core.options import StageOptions
 from data.core.errors import ConfigError
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from data.core.config import Config, StageOptions
+from data.core.config import Config
+from data.core.options import StageOptions
 from data.core.errors import ConfigError
 
 # Issue types, in the order the review page and the summary list them (the first that applies is the

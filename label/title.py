@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import Config, StageOptions
+from data.core.config import Config
+from data.core.options import StageOptions
 from data.core.contracts import CATALOGUE, LABELS
 from data.core.errors import ConfigError
 from data.core.io import staged_dir, write_json, write_parquet

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import ConfigError, StageOptions, config_from_args
+from data.core.config import ConfigError, config_from_args
+from data.core.options import StageOptions
 from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
 from data.core.figures import confusion_png
 from data.core.images import thumbnail

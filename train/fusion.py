@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.core.config import Config, StageOptions
+from data.core.config import Config
+from data.core.options import StageOptions
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.errors import InputError
 from data.core.io import write_json

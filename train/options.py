@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.core.config import Config, ConfigError, StageOptions, apply_override, shown
+from data.core.config import Config, ConfigError, apply_override, shown
+from data.core.options import StageOptions
 from data.core.contracts import RUN_FILES
 from data.core.io import write_json
 from train.lite_weights import VARIANTS as LITE_VARIANTS

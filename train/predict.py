@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from data.core.cli import run, stage_parser
-from data.core.config import StageOptions
+from data.core.options import StageOptions
 from data.core.contracts import RUN_FILES, RUNS
 from data.core.errors import ConfigError, InputError
 from data.core.io import atomic_write_with

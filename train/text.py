@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from data.core.config import StageOptions
+from data.core.options import StageOptions
 from data.core.contracts import RUN_FILES
 from data.core.errors import ConfigError, InputError
 

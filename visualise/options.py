@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from data.core.config import ConfigError, StageOptions
+from data.core.config import ConfigError
+from data.core.options import StageOptions
 
 MAP_METHODS = ("auto", "pca", "umap")
 

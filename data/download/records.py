@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 from data.core import contracts
-from data.core.config import ConfigError, StageOptions
+from data.core.config import ConfigError
+from data.core.options import StageOptions
 
 OK = contracts.OK  # a stored image: the status every reader of a manifest keeps (named in the contracts)
 INVALID_URL = "invalid_url"  # not http(s), malformed, or a redirect to such a URL

@@ -18,7 +18,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from data.core.cli import run, stage_parser
-from data.core.config import StageOptions, config_from_args
+from data.core.config import config_from_args
+from data.core.options import StageOptions
 from data.core.contracts import CATALOGUE, DROPPED, EXTRACT_REPORT_FILE, url_key
 from data.core.errors import InputError
 from data.core.mapping import LABEL_MAPPING, load_mapping

@@ -22,7 +22,8 @@ from typing import Any
 
 from data.core.errors import StageError
 from data.core.cli import run, stage_parser
-from data.core.config import StageOptions, config_from_args
+from data.core.config import config_from_args
+from data.core.options import StageOptions
 from data.core.io import staged_dir, write_json
 from data.kaggle.api import connect, plain_errors
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from data.core.errors import StageError
 from data.core.cli import run, stage_parser
-from data.core.config import Config, StageOptions, config_from_args
+from data.core.config import Config, config_from_args
+from data.core.options import StageOptions
 from data.core.contracts import CATALOGUE, IMAGES, KAGGLE
 from data.core.io import write_json
 from data.kaggle.api import KaggleApiError, connect, explain, find_credentials, plain_errors, username

@@ -92,7 +92,7 @@ def test_an_unknown_section_is_refused_like_an_unknown_key(override):
 
 
 def test_a_huge_value_is_not_echoed_whole():
-    from data.core.config import options_from_section
+    from data.core.options import options_from_section
     from train.options import TrainOptions
 
     huge = "x" * 20_000

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from data.core.config import REPO_ROOT, Config, ConfigError, StageOptions, load_config
+from data.core.config import REPO_ROOT, Config, ConfigError, load_config
+from data.core.options import StageOptions
 from data.core.runs import RunNotFound, resolve_run
 
 PACKAGES = ("data", "train", "label", "deploy", "visualise", "develop")

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from data.core.config import ConfigError, load_config, options_from_section
+from data.core.config import ConfigError, load_config
+from data.core.options import options_from_section
 from data.core.errors import BusyError
 from train.evaluate import EvaluateOptions
 from train.options import TrainOptions, resume_options
