@@ -29,10 +29,9 @@ from data.core.contracts import EVALUATION_FILES, IMAGES, RUNS, evaluation_dir
 from data.core.figures import confusion_png
 from data.core.images import thumbnail
 from data.core.io import atomic_write_with, staged_dir, write_json
-from data.core.runs import add_run_argument, resolve_run, run_images_dir
+from data.core.runs import add_run_argument, resolve_run, run_images_dir, run_kind
 from train.dataset import ImageDataSet
 from train.errors import DataSetError, ModelNotUseful
-from train.fusion import FUSION_FILE
 from train.gate import describe, sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.predict import Predictor
@@ -131,11 +130,10 @@ def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = Evaluat
         options: split, batch size, gallery size, number of confused pairs, bad-image policy.
     """
     options.check()
-    from train.text import is_text_run
-
-    if is_text_run(run_dir):  # a title run (make train-text): train/text_run.py scores it
+    kind = run_kind(run_dir)
+    if kind == "text":  # a title run (make train-text): train/text_run.py scores it
         return _evaluate_text(run_dir, options)
-    if (run_dir / FUSION_FILE).is_file():  # a fusion run (train.modality = both): train/fusion.py scores it
+    if kind == "both":  # a fusion run (train.modality = both): train/fusion.py scores it
         return _evaluate_fusion(run_dir, images_dir, options)
     predictor = Predictor.load(run_dir)
     data = ImageDataSet.from_run(run_dir, images_dir)

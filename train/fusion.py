@@ -32,7 +32,7 @@ from data.core.options import StageOptions
 from data.core.contracts import CATALOGUE, RUN_FILES
 from data.core.errors import InputError
 from data.core.io import write_json
-from data.core.runs import mark_latest, resolve_run, run_images_dir
+from data.core.runs import mark_latest, resolve_run, run_images_dir, run_kind
 from train.errors import DataSetError
 from train.metrics import classification_report
 from train.runs import TrainResult, new_run_id, run_folder
@@ -151,10 +151,8 @@ def train_fusion(
     config: Config | None = None,
 ) -> TrainResult:
     """Choose the fusion weight of two runs on validation and save it as a fusion run."""
-    from train.text import is_text_run
-
     image_run, text_run = resolve_run(runs_dir, options.image_run), resolve_run(runs_dir, options.text_run)
-    if not is_text_run(text_run) or is_text_run(image_run):
+    if run_kind(text_run) != "text" or run_kind(image_run) == "text":
         raise InputError(
             f"fusion.text_run must name a text run and fusion.image_run a photo run ({text_run}, {image_run})"
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 from data.core.config import Config
 from data.core.contracts import CATALOGUE, IMAGES, RUN_FILES, RUNS
 from data.core.errors import InputError
-from train.fusion import FUSION_FILE
+from data.core.runs import run_kind
 from train.gate import describe
 from train.options import TrainOptions
 from train.runs import INCOMPLETE
@@ -26,8 +26,12 @@ KIND_NAMES = {"text": "text (title)", "both": "fusion"}
 
 
 def run_modality(run_dir: Path) -> str:
-    """``image``, ``text`` or ``both``: what a run folder (finished or interrupted) trained."""
-    if (run_dir / FUSION_FILE).is_file() or run_dir.name.endswith("-fusion"):
+    """``image``, ``text`` or ``both``: what a run folder trained, also one killed before its model file was
+    written (then told by its options.json, else by its id's suffix)."""
+    kind = run_kind(run_dir)
+    if kind != "image" or (run_dir / RUN_FILES["model"]).is_file():
+        return kind
+    if run_dir.name.endswith("-fusion"):
         return "both"
     options = run_dir / RUN_FILES["options"]
     if options.is_file():

@@ -25,7 +25,7 @@ from data.core.contracts import RUN_FILES
 from data.core.errors import ConfigError, InputError
 
 MODEL_FILE = RUN_FILES["text_model"]  # text_model.npz: numbers and one JSON string, no pickle (TextModel.save)
-LEGACY_FILE = "text_model.pkl"  # what runs before format 2 wrote: a pickle, never read (it could run code)
+LEGACY_FILE = RUN_FILES["text_model_legacy"]  # what runs before format 2 wrote: a pickle, never read
 FORMAT = 2
 _ARRAYS = ("word_idf", "char_idf", "coef", "intercept", "fitted")
 _SPACE = re.compile(r"\s+")
@@ -225,8 +225,3 @@ class TextModel:
         self.classifier.intercept_ = arrays["intercept"].astype(np.float64)
         self.classifier.classes_ = fitted
         self.classifier.n_features_in_ = 2 * width
-
-
-def is_text_run(run_dir: Path) -> bool:
-    """Whether a run folder holds a title model (``make train-text``) rather than a Keras one."""
-    return any((Path(run_dir) / name).is_file() for name in (MODEL_FILE, LEGACY_FILE))

@@ -216,6 +216,7 @@ RUN_FILES = {
     "config": "config.resolved.json",
     "backbone_weights": "backbone.weights.h5",  # from-scratch runs: reusable as train.weights=<this file>
     "text_model": "text_model.npz",  # a text run's title model (make train-text), instead of model.keras
+    "text_model_legacy": "text_model.pkl",  # what text runs wrote before text_model.npz: a pickle, never read
     "fusion": "fusion.json",  # a fusion run's two runs and weight (train.modality = both), instead of model.keras
 }
 # make evaluate: runs/<run id>/evaluation/ (the test split; evaluation_<split>/ for another), read by visualise.

@@ -62,14 +62,22 @@ def run_images_dir(run_dir: Path, default: Path) -> Path:
     return default
 
 
+def run_kind(run_dir: Path) -> str:
+    """``both`` for a fusion run, ``text`` for a title run (one from before text_model.npz too), else ``image``:
+    told by the model file the run folder holds."""
+    if (run_dir / RUN_FILES["fusion"]).is_file():
+        return "both"
+    if any((run_dir / RUN_FILES[k]).is_file() for k in ("text_model", "text_model_legacy")):
+        return "text"
+    return "image"
+
+
 def require_photo_run(run_dir: Path, *, files: tuple[str, ...] = ("model", "classes")) -> None:
     """Raise ``InputError`` unless ``run_dir`` is a finished photo run (``RUN_FILES`` keys ``files`` present); a
     text or fusion run is named as such, with what to pass instead."""
-    kind = next((k for k in ("text_model", "fusion") if (run_dir / RUN_FILES[k]).is_file()), None)
-    if kind is None and (run_dir / "text_model.pkl").is_file():  # a text run from before text_model.npz
-        kind = "text_model"
-    if kind is not None:
-        name = "a text (title) run" if kind == "text_model" else "a fusion run"
+    kind = run_kind(run_dir)
+    if kind != "image":
+        name = "a text (title) run" if kind == "text" else "a fusion run"
         raise InputError(
             f"{run_dir.name} is {name}, which has no photo model: give a photo run (--run latest, or a photo run's id)"
         )
