@@ -36,7 +36,7 @@ from train.gate import describe, sanity_check
 from train.metrics import classification_report, cross_entropy
 from train.predict import Predictor
 from train.reporting import gallery_png, log_png, write_png
-from train.screen import BAD_IMAGE_POLICIES, report_bad, screen_files
+from train.screen import BAD_IMAGE_POLICIES, readable_rows
 from train.split import SPLITS
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,7 @@ def _usable_rows(data: ImageDataSet, options: EvaluateOptions, run_name: str) ->
     rows = data.rows(options.split).reset_index(drop=True)
     if rows.empty:
         raise DataSetError(f"the {options.split} split of {run_name} is empty: nothing to evaluate")
-    files = [data.images_dir / p for p in rows["path"]]
-    bad = screen_files(files)
-    skipped = report_bad(files, bad, options.bad_images, f"{options.split} images")
-    rows = rows.drop(index=list(bad)).reset_index(drop=True)
-    if rows.empty:
-        raise DataSetError(f"none of the {len(files)} {options.split} images of {run_name} can be read ({skipped})")
-    return rows, skipped
+    return readable_rows(rows, data.images_dir, options.bad_images, f"{options.split} images", run_name)
 
 
 def evaluate(run_dir: Path, images_dir: Path, options: EvaluateOptions = EvaluateOptions()) -> dict[str, Any]:

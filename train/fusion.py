@@ -131,12 +131,15 @@ def paired_rows(image_run: Path, text_run: Path, catalogue: Path) -> pd.DataFram
     return rows[held_out].reset_index(drop=True)
 
 
-def _probabilities(rows: pd.DataFrame, image_run: Path, text_run: Path, images_dir: Path) -> tuple:
+def _probabilities(
+    rows: pd.DataFrame, image_run: Path, text_run: Path, images_dir: Path, batch_size: int = 64
+) -> tuple:
+    """The photo model's and the title model's probabilities for ``rows``, both in the photo model's class order."""
     from train.predict import Predictor
     from train.text import TextModel
 
     predictor, text = Predictor.load(image_run), TextModel.load(text_run)
-    image = predictor.predict_files([images_dir / p for p in rows["path"]])
+    image = predictor.predict_files([images_dir / p for p in rows["path"]], batch_size)
     titles = align(text.predict_proba(rows["name"].tolist()), text.classes, predictor.classes)
     return predictor.classes, image, titles
 
@@ -214,15 +217,13 @@ def evaluate_fusion(
     """
     from train.gate import sanity_check
     from train.metrics import cross_entropy
-    from train.predict import Predictor
-    from train.screen import report_bad, screen_files
-    from train.text import TextModel
+    from train.screen import readable_rows
 
     doc = read_fusion(run_dir)
     image_run, text_run, weight = Path(doc["image_run"]), Path(doc["text_run"]), float(doc["image_weight"])
     for run in (image_run, text_run):
         if not run.is_dir():
-            raise InputError(f"{run_dir.name} fuses {run}, which is gone: train the fusion again (make train ...)")
+            raise InputError(f"{run_dir.name} fuses {run}, which is gone: train the fusion again (make train-fusion)")
     rows = pd.read_csv(run_dir / RUN_FILES["split"], dtype={"key": str, "name": str}, keep_default_na=False)
     rows = rows[rows["split"] == split].reset_index(drop=True)
     if rows.empty:
@@ -234,16 +235,8 @@ def evaluate_fusion(
         )
         raise DataSetError(f"{run_dir.name} has no {split} rows: {why}")
     photos = run_images_dir(image_run, images_dir)
-    files = [photos / p for p in rows["path"]]
-    bad = screen_files(files)
-    skipped = report_bad(files, bad, bad_images, f"{split} images")
-    rows = rows.drop(index=list(bad)).reset_index(drop=True)
-    if rows.empty:
-        raise DataSetError(f"none of the {len(files)} {split} photos of {run_dir.name} can be read ({skipped})")
-    predictor, text = Predictor.load(image_run), TextModel.load(text_run)
-    classes = predictor.classes
-    image = predictor.predict_files([photos / p for p in rows["path"]], batch_size)
-    titles = align(text.predict_proba(rows["name"].tolist()), text.classes, classes)
+    rows, skipped = readable_rows(rows, photos, bad_images, f"{split} images", run_dir.name)
+    classes, image, titles = _probabilities(rows, image_run, text_run, photos, batch_size)
     fused = fuse(image, titles, weight)
     y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     train_labels = pd.read_csv(image_run / RUN_FILES["split"]).query("split == 'train'")["label"]

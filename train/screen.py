@@ -18,10 +18,13 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from data.core.errors import InputError
 from data.core.images import MAX_PIXELS, over_limit, tf_decode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +116,24 @@ def report_bad(paths: Sequence[Path | str], bad: dict[int, str], policy: str, wh
         log.warning("skipped %d more unusable images (see the counts by reason)", len(bad) - NAMED_IN_LOG)
     counts = Counter(r if r == "missing file" else _kind(r) for r in bad.values())
     return dict(sorted(counts.items()))
+
+
+def readable_rows(
+    rows: pd.DataFrame, images_dir: Path, policy: str, what: str, run_name: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``rows`` (a ``path`` column, relative to ``images_dir``) less those whose image cannot be used, and the
+    counts by reason (:func:`screen_files`, then :func:`report_bad` with ``policy``).
+
+    Raises:
+        InputError: ``policy`` is ``fail`` and some image is bad. DataSetError: no row is left.
+    """
+    from train.errors import DataSetError
+
+    rows = rows.reset_index(drop=True)
+    files = [images_dir / p for p in rows["path"]]
+    bad = screen_files(files)
+    skipped = report_bad(files, bad, policy, what)
+    rows = rows.drop(index=list(bad)).reset_index(drop=True)
+    if rows.empty:
+        raise DataSetError(f"none of the {len(files)} {what} of {run_name} can be read ({skipped})")
+    return rows, skipped
