@@ -124,16 +124,15 @@ def build_report(inputs: RunInputs, options: VisualiseOptions) -> RunReport:
     if modality == "text":  # titles, no photos: the highest losses are listed as titles, no map
         data.doc["embedding"] = _no_map("a title run has no photos to map")
         return data
-    if modality == "both":  # the photos are the fused photo run's
+    if modality == "both":  # the photos are the fused photo run's, and so is the map
         from train.predict import read_fusion
 
         images_dir = run_images_dir(Path(read_fusion(run_dir)["image_run"]), images_dir)
+        data.doc["embedding"] = _no_map("the fusion's photo model is mapped in its photo run's report")
     for row in worst:
         data.thumbs[row["key"]] = encode(letterboxed(images_dir / row["path"], 154))
-    if modality == "both":
-        data.doc["embedding"] = _no_map("the fusion's photo model is mapped in its photo run's report")
-        return data
-    _embedding(data, files, images_dir, options, flagged)
+    if modality == "image":
+        _embedding(data, files, images_dir, options, flagged)
     return data
 
 
