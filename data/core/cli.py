@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from data.core.config import add_config_args
 from data.core.errors import StageError
-from data.core.interrupt import ctrl_c_pressed, forget_ctrl_c, note_ctrl_c
+from data.core.interrupt import ctrl_c_pressed, forget_ctrl_c, on_ctrl_c
 
 # OS errors that mean "this path cannot be used", not a bug: shown as one line, like a StageError.
 _USER_OS_ERRORS = {
@@ -135,11 +135,7 @@ def _noting_ctrl_c() -> Iterator[Callable[[], bool]]:
         yield ctrl_c_pressed
         return
 
-    def note(signum: int, frame: object) -> None:
-        note_ctrl_c()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         yield ctrl_c_pressed
     finally:

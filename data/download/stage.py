@@ -25,6 +25,7 @@ from typing import Any, TypedDict, Unpack
 
 
 from data.core.config import Config
+from data.core.interrupt import run_event_loop
 from data.core.io import exclusive, write_json, write_parquet
 from data.download.distribute import check_available, run_distributed
 from data.download.output import (
@@ -178,7 +179,7 @@ def _execute(job: _Job, shards: list[Shard], finish: Any, progress: Progress, wr
     """Run the planned shards in this process's event loop, or hand those with rows to do to a distributor."""
     engine = EngineJob(job.options, job.target.record_type, job.target.images_dir)
     if job.options.distributor == "local":
-        asyncio.run(_engine(engine, shards, finish, progress, job.pool))
+        run_event_loop(_engine(engine, shards, finish, progress, job.pool))
         return
     for shard in shards:  # nothing to fetch, only a result file to rewrite: no task needed
         if not shard.todo and shard.rewrite:

@@ -26,6 +26,7 @@ from typing import IO, Any, Callable, Iterator
 
 from data.download.engine import EngineJob, Handler, Progress, run_engine
 from data.download.records import OK, RETRYABLE, InputRow
+from data.core.interrupt import run_event_loop
 from data.core.io import write_parquet
 from data.download.shards import Shard, arrow_schema, shard_path, shard_table
 from data.download.workers import WorkerPool, worker_pool
@@ -216,7 +217,7 @@ def process_shards(job: ShardJob, shards: list[Shard], report: Report | None = N
             out = stack.enter_context(open(journal_path(job.state_dir, shard.index), "a", encoding="utf-8"))
             journals.update((row.key, out) for row in shard.todo)
         try:
-            asyncio.run(_run(job, shards, finish, pool, journals))
+            run_event_loop(_run(job, shards, finish, pool, journals))
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
     return TaskDone(done, round(time.monotonic() - started, 3))

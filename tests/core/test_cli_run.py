@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 import os
 import signal
 import time
@@ -9,6 +12,7 @@ import time
 import pytest
 
 from data.core.cli import run
+from data.core.interrupt import run_event_loop
 from data.core.io import staged_dir
 
 
@@ -82,3 +86,36 @@ def test_a_ctrl_c_swallowed_inside_the_work_still_stops_the_commit(tmp_path, cap
     assert run(body) == 130
     assert list(tmp_path.iterdir()) == [] and "interrupted:" in capsys.readouterr().err
     assert run(lambda: 0) == 0  # the note does not outlive its command
+
+
+def test_ctrl_c_inside_an_event_loop_cancels_it_and_ends_in_one_line(capsys, caplog):
+    # the downloader's loop: Ctrl-C landing in one worker task must cancel the loop's main task as asyncio does
+    # under Python's own handler, not raise inside that worker (the loop's shutdown then logged a traceback)
+    ended: list[str] = []
+
+    async def interrupted() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10_000))  # the handler runs during this Python code, inside this task
+        await asyncio.sleep(30)
+
+    async def waiting() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append("cleaned up")
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(waiting())
+            group.create_task(interrupted())
+
+    gc.collect()  # earlier tests' leftovers are logged now, not below
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert run(lambda: run_event_loop(main())) == 130
+        gc.collect()  # a task that ended in an exception nobody retrieved is logged when it is collected
+    assert time.monotonic() - started < 20 and ended == ["cleaned up"]
+    assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted:")
+    ours = [r.getMessage() for r in caplog.records if "test_cli_run" in r.getMessage() or r.exc_info]
+    assert not ours, ours
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
