@@ -53,9 +53,10 @@ def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp
         assert page.evaluate(CARD_KEYS) == first_page
         assert page.evaluate("document.querySelector('#grid .card .decision').textContent") == "drop"
 
-        page.goto(url)  # a reload keeps every decision (localStorage)
+        page.goto(url)  # a reload keeps every decision (localStorage; the last write may reach it a moment late)
         page.wait_for("document.querySelectorAll('#grid .card').length === 4")
-        assert page.evaluate(STORED) == 3
+        page.wait_for(f"{STORED} === 3")
+        page.wait_for("document.querySelector('#grid .card .decision').textContent === 'drop'")
 
         _filter(page, "cross_class_duplicate")
         assert sorted(page.evaluate(CARD_KEYS)) == sorted(labelled.placeholders)
@@ -81,6 +82,32 @@ def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp
     assert set(labelled.placeholders) | {first_page[0]} <= set(changes.index[changes["action"] == "drop"])
     assert changes.at[third, "new_label"] == relabel_to or relabel_to == table.set_index("key").at[third, "label"]
     assert not kept or first_page[1] not in changes.index  # keep changes nothing
+
+
+def test_two_tabs_of_one_review_keep_each_others_decisions(labelled, tmp_path):
+    # each tab holds the decisions in memory and stores them all at every change: without the storage event,
+    # the second tab's first decision wrote over the first tab's
+    exe = chromium_or_skip()
+    table = pd.read_parquet(labelled.version_dir / "issues.parquet")
+    summary = json.loads((labelled.version_dir / "summary.json").read_text())
+    page_dir = tmp_path / "review"
+    write_review(page_dir, order_for_review(table), labelled.images, summary, LabelOptions(page_size=4, workers=2))
+    url = (page_dir / "review.html").as_uri()
+    decided = "[...document.querySelectorAll('#grid .card.d-drop, #grid .card.d-keep')].map(c => c.dataset.key)"
+    with Browser(exe, download_dir=tmp_path / "downloads") as browser:
+        first, second = browser.open(url), browser.open(url)
+        for page in (first, second):
+            page.wait_for("document.querySelectorAll('#grid .card').length === 4")
+        keys = first.evaluate(CARD_KEYS)
+        first.press("d")  # drop the first card in the first tab
+        second.wait_for(f"{decided}.length === 1")  # the second tab shows it without a reload
+        assert second.evaluate(decided) == keys[:1]
+        second.press("j")
+        second.press("a")  # keep the second card in the second tab
+        first.wait_for(f"{decided}.length === 2")
+        stored = first.evaluate("JSON.parse(localStorage.getItem('label-review:v1'))")
+        assert stored == {keys[0]: {"action": "drop"}, keys[1]: {"action": "keep"}}
+        assert first.console_errors == [] and second.console_errors == []
 
 
 def test_more_like_this_shows_the_neighbours_and_decides_them_at_once(labelled, tmp_path):
