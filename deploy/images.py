@@ -3,7 +3,7 @@
 The server refuses here what it cannot or must not decode: an empty body, bytes of no image format, a
 format the graph cannot decode (TIFF, HEIC, SVG, PDF...), a header cut short, and a picture whose header
 announces more pixels than ``serve.max_pixels`` (a decompression bomb is a small file with a huge
-header); signatures and headers are read by :mod:`data.core.images`. Each refusal has an HTTP status and a
+header); signatures and headers are read by :mod:`data.core.image_headers`. Each refusal has an HTTP status and a
 typed ``code``; the same codes name the reasons of the ``image_decode_failures_total`` metric.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from data.core.images import TF_FORMATS, HeaderError, header_size, sniff_format, unsupported_format
+from data.core.image_headers import TF_FORMATS, HeaderError, header_size, sniff_format, unsupported_format
 
 
 class ImageRejected(Exception):

@@ -18,7 +18,7 @@ import pandas as pd
 from data.core.contracts import ISSUES, LATEST_LABELS, MANIFEST, RUN_FILES, SPLIT, read_json, stored_rows
 from data.core.errors import InputError
 from data.core.runs import require_photo_run
-from data.core.images import over_limit
+from data.core.image_headers import over_limit
 
 LATEST = LATEST_LABELS
 UNSEEN = "unseen"  # the split of an image the run did not train, validate or test on

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from data.core.errors import InputError
-from data.core.images import MAX_PIXELS, over_limit, tf_decode
+from data.core.image_headers import MAX_PIXELS, over_limit
+from data.core.images import tf_decode
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from data.core.images import SNIFF_BYTES, sniff_format
+from data.core.image_headers import SNIFF_BYTES, sniff_format
 from data.download.limits import HostLimits
 from data.download.records import (
     CONNECTION_ERROR,

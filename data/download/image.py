@@ -3,7 +3,7 @@
 :func:`process_image` decodes, resizes, re-encodes and stores one body and runs in a ``ProcessPoolExecutor``
 worker so that OpenCV never blocks the loop. Decoding goes through :func:`data.core.images.decode`, which
 reads the pixel count from the file header first, so a decompression bomb is refused without allocating it;
-the cheap signature check (:func:`data.core.images.sniff_format`) runs in the event loop.
+the cheap signature check (:func:`data.core.image_headers.sniff_format`) runs in the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.core.images import TooManyPixels, decode
+from data.core.image_headers import TooManyPixels
+from data.core.images import decode
 from data.core.io import atomic_write_bytes
 from data.download.records import DECODE_ERROR, OK, TOO_MANY_PIXELS
 

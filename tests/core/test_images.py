@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 
 from data.core.figures import figure_png
-from data.core.images import (
+from data.core.image_headers import (
     HeaderError,
     TooManyPixels,
-    decode,
-    difference_hash,
-    file_dhash,
     header_size,
     over_limit,
     sniff_format,
-    square_box,
-    thumbnail,
     unsupported_format,
 )
+from data.core.images import decode, difference_hash, file_dhash, square_box, thumbnail
 
 
 def photo(width: int, height: int, seed: int = 0) -> np.ndarray:

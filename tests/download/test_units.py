@@ -12,7 +12,7 @@ import pytest
 
 from data.core.config import Config, ConfigError
 from data.download.fetch import check_url, classify_status, parse_retry_after
-from data.core.images import header_size, sniff_format
+from data.core.image_headers import header_size, sniff_format
 from data.download.image import ImageParams, process_image, resize
 from data.download.shards import Columns, InputError, read_input, safe_folder
 from data.download.records import DECODE_ERROR, OK, TOO_MANY_PIXELS, DownloadOptions
