@@ -29,13 +29,19 @@ def _filter(page, issue: str) -> None:
     )
 
 
-def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp_path):
-    exe = chromium_or_skip()
+def _review_page(labelled, tmp_path, options: LabelOptions, look_alikes: bool = False):
+    """The run's own issues table and summary, and the review page written from them with its images: the
+    table, the summary and the page's file URL."""
     table = pd.read_parquet(labelled.version_dir / "issues.parquet")
     summary = json.loads((labelled.version_dir / "summary.json").read_text())
-    page_dir = tmp_path / "review"  # the run's own table and images, four cards a page
-    write_review(page_dir, order_for_review(table), labelled.images, summary, LabelOptions(page_size=4, workers=2))
-    url = (page_dir / "review.html").as_uri()
+    page_dir = tmp_path / "review"
+    write_review(page_dir, order_for_review(table), labelled.images, summary, options, table if look_alikes else None)
+    return table, summary, (page_dir / "review.html").as_uri()
+
+
+def test_review_page_records_decisions_across_pages_and_saves_them(labelled, tmp_path):
+    exe = chromium_or_skip()
+    table, summary, url = _review_page(labelled, tmp_path, LabelOptions(page_size=4, workers=2))  # 4 cards a page
     with Browser(exe, download_dir=tmp_path / "downloads") as browser:
         page = browser.open(url)
         page.wait_for("document.querySelectorAll('#grid .card').length === 4")
@@ -88,11 +94,7 @@ def test_two_tabs_of_one_review_keep_each_others_decisions(labelled, tmp_path):
     # each tab holds the decisions in memory and stores them all at every change: without the storage event,
     # the second tab's first decision wrote over the first tab's
     exe = chromium_or_skip()
-    table = pd.read_parquet(labelled.version_dir / "issues.parquet")
-    summary = json.loads((labelled.version_dir / "summary.json").read_text())
-    page_dir = tmp_path / "review"
-    write_review(page_dir, order_for_review(table), labelled.images, summary, LabelOptions(page_size=4, workers=2))
-    url = (page_dir / "review.html").as_uri()
+    _, _, url = _review_page(labelled, tmp_path, LabelOptions(page_size=4, workers=2))
     decided = "[...document.querySelectorAll('#grid .card.d-drop, #grid .card.d-keep')].map(c => c.dataset.key)"
     with Browser(exe, download_dir=tmp_path / "downloads") as browser:
         first, second = browser.open(url), browser.open(url)
@@ -112,14 +114,11 @@ def test_two_tabs_of_one_review_keep_each_others_decisions(labelled, tmp_path):
 
 def test_more_like_this_shows_the_neighbours_and_decides_them_at_once(labelled, tmp_path):
     exe = chromium_or_skip()
-    table = pd.read_parquet(labelled.version_dir / "issues.parquet")
-    summary = json.loads((labelled.version_dir / "summary.json").read_text())
-    page_dir = tmp_path / "review"
     options = LabelOptions(page_size=6, workers=2, similar=4)
-    write_review(page_dir, order_for_review(table), labelled.images, summary, options, table)
+    table, summary, url = _review_page(labelled, tmp_path, options, look_alikes=True)
     by_key = table.set_index("key")
     with Browser(exe, download_dir=tmp_path / "downloads") as browser:
-        page = browser.open((page_dir / "review.html").as_uri())
+        page = browser.open(url)
         page.wait_for("document.querySelectorAll('#grid .card').length === 6")
         issues = page.evaluate("[...document.querySelectorAll('#filter-issue option')].map(o => o.value)")
         assert {"outlier", "grayscale", "class_imbalance"} <= set(issues), issues  # a filter for each new type
